@@ -1,0 +1,1 @@
+"""Sans-IO framing and compact message building, shared by servers and clients."""

@@ -1,0 +1,235 @@
+"""Compact-protocol message headers and the reply bodies of the fast paths.
+
+A compact message is ``0x82``, ``(type << 5) | 1``, varint seqid, varint name
+length, name, then the argument or result struct.  Stored Communications are
+already compact structs, so a fetch reply is built by splicing them between a
+few header bytes: ``result{0: FetchResult{1: list<Communication>}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..exceptions import ProtocolError
+
+__all__ = [
+    "CALL",
+    "EXCEPTION",
+    "ONEWAY",
+    "REPLY",
+    "MessageHeader",
+    "build_application_exception",
+    "encode_varint",
+    "parse_application_exception",
+    "build_fetch_reply",
+    "build_message",
+    "parse_fetch_request_ids",
+    "parse_header",
+    "slice_struct_field",
+]
+
+PROTOCOL_ID = 0x82
+VERSION = 1
+CALL, REPLY, EXCEPTION, ONEWAY = 1, 2, 3, 4
+
+_MAX_NAME = 256
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    end = len(buf)
+    while True:
+        if pos >= end:
+            raise ProtocolError("truncated varint in message header")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift >= 35:
+            raise ProtocolError("varint too long in message header")
+
+
+def encode_varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+class MessageHeader:
+    """Name, type and sequence id of one message, and where its body starts."""
+
+    __slots__ = ("name", "mtype", "seqid", "body_offset")
+
+    def __init__(self, name: str, mtype: int, seqid: int, body_offset: int) -> None:
+        self.name = name
+        self.mtype = mtype
+        self.seqid = seqid
+        self.body_offset = body_offset
+
+    def __repr__(self) -> str:
+        return f"MessageHeader({self.name!r}, mtype={self.mtype}, seqid={self.seqid})"
+
+
+def parse_header(msg: bytes) -> MessageHeader:
+    """Parse a compact message header; raise ProtocolError on anything else."""
+    if len(msg) < 4:
+        raise ProtocolError(f"message of {len(msg)} bytes is too short for a header")
+    if msg[0] != PROTOCOL_ID:
+        raise ProtocolError(f"bad protocol id 0x{msg[0]:02x}: expected compact protocol (0x82)")
+    if msg[1] & 0x1F != VERSION:
+        raise ProtocolError(f"bad compact protocol version {msg[1] & 0x1F}")
+    mtype = (msg[1] >> 5) & 0x07
+    seqid, pos = _varint(msg, 2)
+    if seqid >= 2**31:
+        seqid -= 2**32
+    size, pos = _varint(msg, pos)
+    if size > _MAX_NAME or pos + size > len(msg):
+        raise ProtocolError(f"method name length {size} is out of bounds")
+    try:
+        name = msg[pos : pos + size].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("method name is not valid UTF-8") from exc
+    return MessageHeader(name, mtype, seqid, pos + size)
+
+
+def build_message(name: str, mtype: int, seqid: int, body: bytes | bytearray) -> bytes:
+    """Return one framed compact message (length prefix included)."""
+    bname = name.encode("utf-8")
+    head = (
+        bytes((PROTOCOL_ID, (mtype << 5) | VERSION))
+        + encode_varint(seqid & 0xFFFFFFFF)
+        + encode_varint(len(bname))
+        + bname
+    )
+    return (len(head) + len(body)).to_bytes(4, "big") + head + body
+
+
+def _list_header(n: int, ctype: int) -> bytes:
+    if n < 15:
+        return bytes(((n << 4) | ctype,))
+    return bytes((0xF0 | ctype,)) + encode_varint(n)
+
+
+# result struct: field 0 (delta 0, long form), type STRUCT, zigzag(0) == 0
+_SUCCESS_STRUCT = b"\x0c\x00"
+# FetchResult field 1, type LIST
+_FETCH_RESULT_LIST = b"\x19"
+
+
+def build_fetch_reply(seqid: int, comms: Sequence[bytes]) -> bytes:
+    """Frame a ``fetch`` reply whose Communications are already compact bytes."""
+    parts = [_SUCCESS_STRUCT, _FETCH_RESULT_LIST, _list_header(len(comms), 12)]
+    parts.extend(comms)
+    parts.append(b"\x00\x00")
+    return build_message("fetch", REPLY, seqid, b"".join(parts))
+
+
+def _read_field_header(buf: bytes, pos: int, last: int) -> tuple[int, int, int]:
+    if pos >= len(buf):
+        raise ProtocolError("truncated struct")
+    head = buf[pos]
+    ctype = head & 0x0F
+    if ctype == 0:
+        return 0, 0, pos + 1
+    if head >> 4:
+        return ctype, last + (head >> 4), pos + 1
+    raw, pos = _varint(buf, pos + 1)
+    return ctype, (raw >> 1) ^ -(raw & 1), pos
+
+
+def parse_fetch_request_ids(msg: bytes, offset: int) -> list[str] | None:
+    """Read ``fetch_args.request.communicationIds`` straight from the bytes.
+
+    Returns None when the arguments are laid out in a way this fast path does
+    not handle (the caller then decodes them generically).
+    """
+    # fetch_args { 1: FetchRequest request }
+    ctype, fid, pos = _read_field_header(msg, offset, 0)
+    if ctype != 12 or fid != 1:
+        return None
+    ids: list[str] | None = None
+    last = 0
+    while True:
+        ctype, last, pos = _read_field_header(msg, pos, last)
+        if ctype == 0:
+            break
+        if last == 1 and ctype == 9:
+            head = msg[pos]
+            pos += 1
+            n, etype = head >> 4, head & 0x0F
+            if n == 15:
+                n, pos = _varint(msg, pos)
+            if etype != 8 or n > len(msg) - pos:
+                return None
+            ids = []
+            for _ in range(n):
+                size, pos = _varint(msg, pos)
+                if pos + size > len(msg):
+                    raise ProtocolError("truncated Communication id")
+                try:
+                    ids.append(msg[pos : pos + size].decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    raise ProtocolError("Communication id is not valid UTF-8") from exc
+                pos += size
+        elif last == 2 and ctype == 8:
+            size, pos = _varint(msg, pos)
+            pos += size
+            if pos > len(msg):
+                raise ProtocolError("truncated FetchRequest.auths")
+        else:
+            return None
+    return ids
+
+
+def slice_struct_field(msg: bytes, offset: int, field_id: int, skip: object) -> tuple[int, int] | None:
+    """Find top-level struct field ``field_id`` of the struct at ``offset``.
+
+    Returns ``(start, end)`` of the field's struct bytes, using the codec's
+    ``skip`` to bound it, or None if the field is absent.
+    """
+    last, pos = 0, offset
+    while True:
+        ctype, last, pos = _read_field_header(msg, pos, last)
+        if ctype == 0:
+            return None
+        if ctype == 12:
+            end = skip(msg, pos)  # type: ignore[operator]
+            if last == field_id:
+                return pos, end
+            pos = end
+        else:
+            return None
+
+
+def _zigzag32(n: int) -> bytes:
+    return encode_varint(((n << 1) ^ (n >> 31)) & 0xFFFFFFFF)
+
+
+def build_application_exception(name: str, seqid: int, kind: int, message: str) -> bytes:
+    """Frame a ``TApplicationException`` reply (message type EXCEPTION)."""
+    text = message.encode("utf-8")
+    body = b"\x18" + encode_varint(len(text)) + text + b"\x15" + _zigzag32(kind) + b"\x00"
+    return build_message(name, EXCEPTION, seqid, body)
+
+
+def parse_application_exception(msg: bytes, offset: int) -> tuple[int, str]:
+    """Read (type, message) of a TApplicationException body."""
+    kind, text, last, pos = 0, "", 0, offset
+    while True:
+        ctype, last, pos = _read_field_header(msg, pos, last)
+        if ctype == 0:
+            return kind, text
+        if last == 1 and ctype == 8:
+            size, pos = _varint(msg, pos)
+            text = msg[pos : pos + size].decode("utf-8", "replace")
+            pos += size
+        elif last == 2 and ctype == 5:
+            raw, pos = _varint(msg, pos)
+            kind = (raw >> 1) ^ -(raw & 1)
+        else:
+            raise ProtocolError("unexpected field in TApplicationException")
