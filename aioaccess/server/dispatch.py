@@ -1,0 +1,155 @@
+"""Method name -> handler call, for one Thrift service.
+
+Calls are decoded with the codec and answered with the method's result
+struct.  Two fast paths skip objects entirely: a handler with ``fetch_raw``
+answers ``fetch`` with stored bytes spliced into the reply, and a handler with
+``store_raw`` receives the Communication's bytes exactly as they arrived.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .. import codec
+from ..codec import CodecError
+from ..exceptions import AioaccessError, ProtocolError
+from ..wire.messages import (
+    CALL,
+    ONEWAY,
+    REPLY,
+    MessageHeader,
+    build_application_exception,
+    build_fetch_reply,
+    build_message,
+    parse_fetch_request_ids,
+    parse_header,
+    slice_struct_field,
+)
+
+__all__ = ["CallObserver", "Processor", "UNKNOWN_METHOD", "INTERNAL_ERROR", "PROTOCOL_ERROR"]
+
+logger = logging.getLogger("aioaccess.dispatch")
+
+# TApplicationException types (Apache Thrift numbering).
+UNKNOWN_METHOD, INVALID_MESSAGE_TYPE, INTERNAL_ERROR, PROTOCOL_ERROR = 1, 2, 6, 7
+
+#: ``observer(method, outcome, seconds, reply_bytes)``; outcome is "ok",
+#: "exception" (a declared Thrift exception) or "error".
+CallObserver = Callable[[str, str, float, int], None]
+
+
+class _Method:
+    __slots__ = ("name", "args_cls", "result_cls", "arg_names", "call", "exceptions", "has_success", "fast")
+
+    def __init__(self, service: Any, name: str, handler: Any) -> None:
+        self.name = name
+        self.args_cls = getattr(service, f"{name}_args")
+        self.result_cls = getattr(service, f"{name}_result", None)
+        spec = self.args_cls.thrift_spec
+        self.arg_names = [spec[fid][1] for fid in sorted(spec)]
+        self.call = getattr(handler, name, None)
+        rspec = self.result_cls.thrift_spec if self.result_cls is not None else {}
+        self.has_success = 0 in rspec
+        # (exception class, result field name) for each declared ``throws``
+        self.exceptions = [(rspec[fid][2], rspec[fid][1]) for fid in sorted(rspec) if fid != 0]
+        self.fast: Callable[[bytes, MessageHeader], Awaitable[bytes]] | None = None
+
+
+class Processor:
+    """Answers framed compact messages for one service with one handler."""
+
+    def __init__(self, service: Any, handler: Any, *, observer: CallObserver | None = None) -> None:
+        self.service = service
+        self.handler = handler
+        self.observer = observer
+        self.methods: dict[str, _Method] = {}
+        for name in service.thrift_services:
+            self.methods[name] = _Method(service, name, handler)
+        fetch = self.methods.get("fetch")
+        if fetch is not None and hasattr(handler, "fetch_raw"):
+            fetch.fast = self._fetch_raw
+        store = self.methods.get("store")
+        if store is not None and hasattr(handler, "store_raw"):
+            store.fast = self._store_raw
+
+    async def process(self, msg: bytes) -> bytes | None:
+        """Answer one message; None for oneway calls.  ProtocolError: close the connection."""
+        header = parse_header(msg)
+        if header.mtype not in (CALL, ONEWAY):
+            raise ProtocolError(f"message type {header.mtype} is not a call")
+        method = self.methods.get(header.name)
+        if method is None or method.call is None:
+            return build_application_exception(
+                header.name, header.seqid, UNKNOWN_METHOD, f"Unknown method {header.name!r}"
+            )
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            if method.fast is not None:
+                reply = await method.fast(msg, header)
+            else:
+                reply = await self._generic(method, msg, header)
+        except (CodecError, ProtocolError) as exc:
+            outcome = "error"
+            reply = build_application_exception(
+                header.name, header.seqid, PROTOCOL_ERROR, f"Cannot read arguments of {header.name}: {exc}"
+            )
+        except Exception as exc:
+            declared = self._declared(method, exc)
+            if declared is not None:
+                outcome = "exception"
+                reply = declared(header.seqid)
+            else:
+                outcome = "error"
+                logger.exception("%s failed", header.name)
+                reply = build_application_exception(
+                    header.name, header.seqid, INTERNAL_ERROR, f"Internal error in {header.name}: {exc!r}"
+                )
+        if self.observer is not None:
+            self.observer(header.name, outcome, time.perf_counter() - started, len(reply))
+        return None if header.mtype == ONEWAY else reply
+
+    async def _generic(self, method: _Method, msg: bytes, header: MessageHeader) -> bytes:
+        args = codec.decode(msg, method.args_cls, header.body_offset)[0]
+        value = method.call(*[getattr(args, n) for n in method.arg_names])
+        if inspect.isawaitable(value):
+            value = await value
+        result = method.result_cls()
+        if method.has_success:
+            result.success = value
+        return build_message(method.name, REPLY, header.seqid, codec.encode(result))
+
+    def _declared(self, method: _Method, exc: Exception) -> Callable[[int], bytes] | None:
+        """Return a reply builder if ``exc`` maps onto a declared Thrift exception."""
+        for cls, field in method.exceptions:
+            if isinstance(exc, cls):
+                thrift_exc = exc
+            elif isinstance(exc, AioaccessError):
+                thrift_exc = cls(message=str(exc))
+            else:
+                continue
+            logger.info("%s raised %s", method.name, thrift_exc)
+            result = method.result_cls(**{field: thrift_exc})
+            return lambda seqid: build_message(method.name, REPLY, seqid, codec.encode(result))
+        return None
+
+    async def _fetch_raw(self, msg: bytes, header: MessageHeader) -> bytes:
+        ids = parse_fetch_request_ids(msg, header.body_offset)
+        if ids is None:
+            args = codec.decode(msg, self.methods["fetch"].args_cls, header.body_offset)[0]
+            ids = list(args.request.communicationIds or ())
+        comms = await self.handler.fetch_raw(ids)
+        return build_fetch_reply(header.seqid, comms)
+
+    async def _store_raw(self, msg: bytes, header: MessageHeader) -> bytes:
+        span = slice_struct_field(msg, header.body_offset, 1, codec.skip)
+        if span is None:
+            raise ProtocolError("store() arguments hold no Communication")
+        raw = msg[span[0] : span[1]]
+        comm_id = codec.read_string_field(raw, 1)
+        await self.handler.store_raw(comm_id, raw)
+        return build_message("store", REPLY, header.seqid, b"\x00")

@@ -1,0 +1,198 @@
+"""One framed connection: read frames, answer them in order, time out idle peers.
+
+A request whose handler finishes without suspending (an in-memory container)
+is answered straight from ``data_received``; only a request that really waits
+on I/O gets a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import types
+from collections import deque
+from collections.abc import Coroutine, Generator
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import ProtocolError
+from ..wire.framing import FrameDecoder
+from ..wire.messages import build_application_exception, parse_header
+
+if TYPE_CHECKING:
+    from .dispatch import Processor
+    from .server import ServerState
+
+__all__ = ["FramedProtocol"]
+
+logger = logging.getLogger("aioaccess.server")
+
+_INTERNAL_ERROR = 6
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """Hand a coroutine that already yielded once over to a Task."""
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:  # noqa: BLE001 - forwarded into the coroutine
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+class FramedProtocol(asyncio.Protocol):
+    """Serves one client connection for one :class:`Processor`."""
+
+    def __init__(self, processor: Processor, state: ServerState) -> None:
+        self.processor = processor
+        self.state = state
+        self.config = state.config
+        self.loop = asyncio.get_running_loop()
+        self.decoder = FrameDecoder(self.config.max_frame_size)
+        self.transport: asyncio.Transport | None = None
+        self.pending: deque[bytes] = deque()
+        self.busy = False  # a request is being answered
+        self.closing = False  # close once the current reply is out
+        self.refused = False
+        self.last_frame_at = 0.0
+        self.idle_handle: asyncio.TimerHandle | None = None
+        self.write_paused = False
+        self.task: asyncio.Task[None] | None = None
+
+    # -- connection lifecycle -------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.last_frame_at = self.loop.time()
+        if len(self.state.connections) >= self.config.max_connections:
+            self.refused = True
+            self.state.refused += 1
+            logger.warning("Refusing connection: %d open (max_connections)", len(self.state.connections))
+            self.idle_handle = self.loop.call_later(5.0, transport.close)
+            return
+        self.state.connections.add(self)
+        self.state.total_connections += 1
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+        self.pending.clear()
+        self.transport = None
+
+    def shutdown(self) -> None:
+        """Close now if idle; else after the reply in progress."""
+        self.closing = True
+        if not self.busy and self.transport is not None:
+            self.transport.close()
+
+    # -- flow control ---------------------------------------------------
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # -- idle timeout ---------------------------------------------------
+    def _arm_idle(self) -> None:
+        timeout = self.config.idle_timeout
+        if timeout is not None:
+            self.idle_handle = self.loop.call_at(self.last_frame_at + timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self.idle_handle = None
+        if self.transport is None:
+            return
+        timeout = self.config.idle_timeout
+        assert timeout is not None
+        if self.busy:
+            self.last_frame_at = self.loop.time()
+        elif self.loop.time() - self.last_frame_at >= timeout:
+            logger.info("Closing connection idle for %.1f s", timeout)
+            self.state.idle_closed += 1
+            self.transport.close()
+            return
+        self._arm_idle()
+
+    # -- requests ---------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.decoder.feed(data)
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        if not frames:
+            return
+        self.last_frame_at = self.loop.time()
+        if self.refused:
+            self._refuse(frames[0])
+            return
+        self.pending.extend(frames)
+        if not self.busy:
+            self._run()
+
+    def _refuse(self, msg: bytes) -> None:
+        assert self.transport is not None
+        try:
+            header = parse_header(msg)
+            text = f"Server is at its limit of {self.config.max_connections} connections; try again later"
+            self.transport.write(build_application_exception(header.name, header.seqid, _INTERNAL_ERROR, text))
+        except ProtocolError:
+            pass
+        self.transport.close()
+
+    def _protocol_error(self, exc: Exception) -> None:
+        logger.info("Closing connection: %s", exc)
+        self.state.protocol_errors += 1
+        if self.transport is not None:
+            self.transport.close()
+
+    def _run(self) -> None:
+        """Answer pending frames in order until one must wait on I/O."""
+        while self.pending and self.transport is not None:
+            msg = self.pending.popleft()
+            coro = self.processor.process(msg)
+            try:
+                yielded = coro.send(None)
+            except StopIteration as stop:
+                self._reply(stop.value)
+                continue
+            except ProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            self.busy = True
+            self.task = self.loop.create_task(self._finish(_resume(coro, yielded)))
+            self.state.tasks.add(self.task)
+            self.task.add_done_callback(self.state.tasks.discard)
+            return
+        if self.closing and self.transport is not None:
+            self.transport.close()
+
+    async def _finish(self, awaitable: Any) -> None:
+        try:
+            reply = await awaitable
+        except ProtocolError as exc:
+            self.busy = False
+            self._protocol_error(exc)
+            return
+        self.busy = False
+        self._reply(reply)
+        self.last_frame_at = self.loop.time()
+        self._run()
+
+    def _reply(self, reply: bytes | None) -> None:
+        self.state.total_requests += 1
+        if reply is not None and self.transport is not None:
+            self.transport.write(reply)

@@ -1,0 +1,131 @@
+"""Server lifecycle: listeners for one or more services on one event loop.
+
+``startup()`` binds, ``serve()`` runs until ``should_exit`` is set (a signal,
+``close()``, or cancellation), ``shutdown()`` stops accepting, lets in-flight
+calls finish within ``graceful_timeout``, then cancels what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .config import ServerConfig
+from .protocol import FramedProtocol
+
+if TYPE_CHECKING:
+    from .dispatch import Processor
+
+__all__ = ["Listener", "Server", "ServerState"]
+
+logger = logging.getLogger("aioaccess.server")
+
+
+@dataclass
+class ServerState:
+    """What every connection of one server shares."""
+
+    config: ServerConfig
+    connections: set[FramedProtocol] = field(default_factory=set)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    total_connections: int = 0
+    total_requests: int = 0
+    refused: int = 0
+    idle_closed: int = 0
+    protocol_errors: int = 0
+
+
+@dataclass
+class Listener:
+    """One service on one address; ``port`` is the bound port after startup."""
+
+    processor: Processor
+    host: str
+    port: int
+    sock: socket.socket | None = None
+    server: asyncio.Server | None = None
+
+    @property
+    def bound_port(self) -> int:
+        assert self.server is not None, "listener has not started"
+        return int(self.server.sockets[0].getsockname()[1])
+
+
+class Server:
+    """Runs framed-compact Thrift services until told to stop."""
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.config.validate()
+        self.state = ServerState(self.config)
+        self.listeners: list[Listener] = []
+        self.started = asyncio.Event()
+        self.should_exit = asyncio.Event()
+        self.cleanups: list[Any] = []  # async callables run after shutdown
+
+    def add_service(self, processor: Processor, host: str = "127.0.0.1", port: int = 9090,
+                    sock: socket.socket | None = None) -> Listener:
+        """Serve ``processor`` on ``host:port`` (or an already bound ``sock``)."""
+        listener = Listener(processor, host, port, sock)
+        self.listeners.append(listener)
+        return listener
+
+    async def startup(self) -> None:
+        """Bind every listener."""
+        loop = asyncio.get_running_loop()
+        for listener in self.listeners:
+            def factory(p: Processor = listener.processor) -> FramedProtocol:
+                return FramedProtocol(p, self.state)
+
+            if listener.sock is not None:
+                listener.server = await loop.create_server(factory, sock=listener.sock, backlog=self.config.backlog)
+            else:
+                listener.server = await loop.create_server(
+                    factory, listener.host, listener.port, backlog=self.config.backlog,
+                    reuse_address=True, reuse_port=self.config.reuse_port or None,
+                )
+            logger.info("Serving %s on %s:%d", type(listener.processor.handler).__name__,
+                        listener.host, listener.bound_port)
+        self.started.set()
+
+    async def serve(self) -> None:
+        """Start, run until ``should_exit``, then shut down gracefully."""
+        await self.startup()
+        try:
+            await self.should_exit.wait()
+        finally:
+            await asyncio.shield(self.shutdown())
+
+    def close(self) -> None:
+        """Ask ``serve()`` to stop (safe from a signal handler via the loop)."""
+        self.should_exit.set()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, finish in-flight calls within the grace period, close."""
+        for listener in self.listeners:
+            if listener.server is not None:
+                listener.server.close()
+        for conn in list(self.state.connections):
+            conn.shutdown()
+        grace = self.config.graceful_timeout
+        if self.state.tasks:
+            logger.info("Waiting up to %.1f s for %d in-flight calls", grace, len(self.state.tasks))
+            _, pending = await asyncio.wait(set(self.state.tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.warning("Cancelled %d calls still running after %.1f s", len(pending), grace)
+                await asyncio.wait(pending)
+        for conn in list(self.state.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        for listener in self.listeners:
+            if listener.server is not None:
+                await listener.server.wait_closed()
+        for cleanup in reversed(self.cleanups):
+            await cleanup()
+        self.cleanups.clear()
+        logger.info("Server stopped")
