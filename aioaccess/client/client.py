@@ -1,0 +1,192 @@
+"""Async clients for Concrete services over a connection or a pool."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, ClassVar
+
+from thriftpy2.thrift import TApplicationException
+
+from .. import codec
+from ..exceptions import ProtocolError
+from ..schema import (
+    Communication,
+    FetchCommunicationService,
+    FetchRequest,
+    FetchResult,
+    ServiceInfo,
+    StoreCommunicationService,
+)
+from ..wire.messages import (
+    CALL,
+    EXCEPTION,
+    REPLY,
+    build_message,
+    parse_application_exception,
+    parse_header,
+)
+from .connection import DEFAULT_TIMEOUT, Connection, ConnectionPool, PoolTimeout
+
+__all__ = [
+    "ConcreteServiceClient",
+    "FetchCommunicationClient",
+    "StoreCommunicationClient",
+    "PoolTimeout",
+    "TApplicationException",
+]
+
+Transport = Connection | ConnectionPool
+
+
+class ConcreteServiceClient:
+    """Calls any method of ``service`` over ``transport``; raises declared exceptions."""
+
+    service: ClassVar[Any]
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    async def call(self, name: str, *args: Any) -> Any:
+        """Call method ``name`` with positional ``args``; return its result."""
+        args_cls = getattr(self.service, f"{name}_args")
+        spec = args_cls.thrift_spec
+        obj = args_cls(**{spec[fid][1]: a for fid, a in zip(sorted(spec), args, strict=False)})
+        reply = await self._roundtrip(name, codec.encode(obj))
+        header = parse_header(reply)
+        result_cls = getattr(self.service, f"{name}_result")
+        result = codec.decode(reply, result_cls, header.body_offset)[0]
+        rspec = result_cls.thrift_spec
+        for fid in sorted(rspec):
+            if fid != 0 and getattr(result, rspec[fid][1]) is not None:
+                raise getattr(result, rspec[fid][1])
+        if 0 in rspec:
+            if result.success is None:
+                raise TApplicationException(TApplicationException.MISSING_RESULT, f"{name} returned no result")
+            return result.success
+        return None
+
+    async def _roundtrip(self, name: str, args: bytes) -> bytes:
+        seqid = self.transport.next_seqid()
+        reply = await self.transport.call(build_message(name, CALL, seqid, args))
+        header = parse_header(reply)
+        if header.mtype == EXCEPTION:
+            kind, message = parse_application_exception(reply, header.body_offset)
+            raise TApplicationException(kind, message)
+        if header.mtype != REPLY or header.name != name:
+            raise ProtocolError(f"expected a reply to {name}, got {header!r}")
+        return reply
+
+    async def about(self) -> ServiceInfo:
+        return await self.call("about")
+
+    async def alive(self) -> bool:
+        return bool(await self.call("alive"))
+
+    async def aclose(self) -> None:
+        """Close the connection or pool this client owns."""
+        await self.transport.aclose()
+
+    async def __aenter__(self) -> Any:
+        if isinstance(self.transport, Connection):
+            await self.transport.connect()
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    @classmethod
+    def connect(cls, host: str, port: int, *, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
+        """A client on one new connection (open it with ``async with``)."""
+        return cls(Connection(host, port, timeout=timeout))
+
+    @classmethod
+    def pooled(cls, host: str, port: int, *, max_connections: int = 64,
+               timeout: float | None = DEFAULT_TIMEOUT) -> Any:
+        """A client many tasks can share, over a pool of persistent connections."""
+        return cls(ConnectionPool(host, port, max_connections=max_connections, timeout=timeout))
+
+
+class FetchCommunicationClient(ConcreteServiceClient):
+    """Client of a FetchCommunicationService."""
+
+    service = FetchCommunicationService
+
+    async def fetch(self, request: FetchRequest) -> FetchResult:
+        return await self.call("fetch", request)
+
+    async def getCommunicationCount(self) -> int:
+        return await self.call("getCommunicationCount")
+
+    async def getCommunicationIDs(self, offset: int, count: int) -> list[str]:
+        return await self.call("getCommunicationIDs", offset, count)
+
+    async def fetch_raw(self, ids: Sequence[str]) -> list[bytes]:
+        """Fetch Communications as compact bytes, without decoding them."""
+        args = codec.encode(FetchCommunicationService.fetch_args(request=FetchRequest(communicationIds=list(ids))))
+        reply = await self._roundtrip("fetch", args)
+        offset = parse_header(reply).body_offset
+        # fetch_result {0: FetchResult success, 1: ServicesException ex}
+        head = reply[offset]
+        if head == 0x0C and reply[offset + 1] == 0:  # field 0, struct
+            return _split_fetch_result(reply, offset + 2)
+        result = codec.decode(reply, FetchCommunicationService.fetch_result, offset)[0]
+        if result.ex is not None:
+            raise result.ex
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "fetch returned no result")
+
+
+def _split_fetch_result(reply: bytes, offset: int) -> list[bytes]:
+    # FetchResult {1: list<Communication>}
+    pos = offset
+    if reply[pos] == 0:
+        return []
+    if reply[pos] != 0x19:
+        raise ProtocolError("unexpected FetchResult layout")
+    head = reply[pos + 1]
+    pos += 2
+    n, etype = head >> 4, head & 0x0F
+    if n == 15:
+        n, pos = _read_varint(reply, pos)
+    if etype != 12:
+        raise ProtocolError("FetchResult.communications is not a list of structs")
+    if n > len(reply) - pos:
+        raise ProtocolError(f"FetchResult claims {n} Communications in {len(reply) - pos} bytes")
+    out = []
+    for _ in range(n):
+        end = codec.skip(reply, pos)
+        out.append(reply[pos:end])
+        pos = end
+    return out
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+class StoreCommunicationClient(ConcreteServiceClient):
+    """Client of a StoreCommunicationService."""
+
+    service = StoreCommunicationService
+
+    async def store(self, communication: Communication) -> None:
+        await self.call("store", communication)
+
+    async def store_raw(self, raw: bytes) -> None:
+        """Store a Communication given as compact bytes, without decoding it."""
+        reply = await self._roundtrip("store", b"\x1c" + raw + b"\x00")
+        offset = parse_header(reply).body_offset
+        if reply[offset] == 0:
+            return
+        result = codec.decode(reply, StoreCommunicationService.store_result, offset)[0]
+        if result.ex is not None:
+            raise result.ex
+
