@@ -1,5 +1,64 @@
-"""aioaccess: concrete-python's ``concrete.util.access`` on one asyncio event loop."""
+"""aioaccess: concrete-python's ``concrete.util.access`` on one asyncio event loop.
+
+Port code by changing the import and adding ``await``::
+
+    from aioaccess import CommunicationContainerFetchHandler, FetchCommunicationServiceWrapper
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from .backends import (
+    CommunicationContainer,
+    DirectoryBackedCommunicationContainer,
+    MappingContainer,
+)
+from .client import (
+    ConnectionPool,
+    FetchCommunicationClient,
+    FetchCommunicationClientWrapper,
+    StoreCommunicationClient,
+    StoreCommunicationClientWrapper,
+)
+from .codec import read_communication_from_buffer, write_communication_to_buffer
+from .exceptions import (
+    AioaccessError,
+    BackendUnavailable,
+    CorruptCommunication,
+    FrameTooLarge,
+    InvalidCommId,
+    ProtocolError,
+)
+from .handlers import CommunicationContainerFetchHandler, DirectoryBackedStoreHandler
+from .schema import *  # noqa: F403 - the Concrete types, by name
+from .schema import __all__ as _schema_all
+from .server import Server, ServerConfig
+from .server.wrappers import FetchCommunicationServiceWrapper, StoreCommunicationServiceWrapper
+
+__all__ = [
+    "AioaccessError",
+    "BackendUnavailable",
+    "CommunicationContainer",
+    "CommunicationContainerFetchHandler",
+    "ConnectionPool",
+    "CorruptCommunication",
+    "DirectoryBackedCommunicationContainer",
+    "DirectoryBackedStoreHandler",
+    "FetchCommunicationClient",
+    "FetchCommunicationClientWrapper",
+    "FetchCommunicationServiceWrapper",
+    "FrameTooLarge",
+    "InvalidCommId",
+    "MappingContainer",
+    "ProtocolError",
+    "Server",
+    "ServerConfig",
+    "StoreCommunicationClient",
+    "StoreCommunicationClientWrapper",
+    "StoreCommunicationServiceWrapper",
+    "__version__",
+    "read_communication_from_buffer",
+    "write_communication_to_buffer",
+    *_schema_all,
+]
