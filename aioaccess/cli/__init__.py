@@ -1,0 +1,1 @@
+"""The ``aioaccess`` command line: the only layer that knows every concrete class."""
