@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install everything the tests need (redis-server, the package with its test
+# extras, the compiled codec) and run the whole suite.  Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "tests/run.sh: installing redis-server (Debian package)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+python3 -c "import aioaccess.codec as c; print('aioaccess codec:', c.IMPLEMENTATION)"
+exec python3 -m pytest "$@"
