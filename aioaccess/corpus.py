@@ -8,6 +8,8 @@ metadata and a key/value map.  With ``full=True`` every field of every struct re
 Communication is set at least once (original text and raw spans, audio spans and a Sound,
 email / tweet / NITF metadata, a token lattice, links, properties, digests, ...).
 
+``make_communication_set`` wraps Communications in a CommunicationSet with clusterings.
+
 The same arguments always give the same Communication (also across processes); UUIDs are
 random-version-4 UUIDs drawn from a generator seeded by ``seed`` and ``comm_id``.
 """
@@ -889,7 +891,8 @@ def make_communication(comm_id: str, *, size: int = 6000, seed: int = 0, full: b
     """A deterministic annotated Communication whose compact encoding is about `size` bytes.
 
     The number of sentences is estimated from a per-token byte cost and checked with one
-    encoding; at least one sentence is always present, so tiny sizes give larger results.
+    encoding. A sentence with its annotations costs about 2.5 KB, which bounds the precision;
+    at least one sentence is always present (about 3 KB, or 8 KB with ``full=True``).
     """
     builder = _Builder(comm_id, seed, full)
     base, per_token = _calibration(full)
@@ -927,7 +930,14 @@ def make_corpus(n: int, *, size: int = 6000, seed: int = 0, full: bool = False) 
 def make_communication_set(comms: list[Communication], *, corpus: str = "aioaccess-corpus") -> CommunicationSet:
     """A CommunicationSet over comms, with clusterings of their entity and situation (mentions)."""
     rng = random.Random(f"aioaccess-corpus-set:{corpus}:{len(comms)}")
-    meta = AnnotationMetadata(tool="aioaccess-corpus clusterer 1.0", timestamp=1_500_000_000, kBest=1)
+    meta = AnnotationMetadata(
+        tool="aioaccess-corpus clusterer 1.0",
+        timestamp=1_500_000_000,
+        digest=Digest(bytesValue=b"\x00\xff", int64Value=len(comms), doubleValue=0.5, stringValue="greedy"),
+        dependencies=_theories(comms),
+        kBest=1,
+    )
+    meta.digest.int64List, meta.digest.doubleList, meta.digest.stringList = [1], [0.9], ["name-match"]
 
     def clustering(pick) -> Clustering:  # type: ignore[no-untyped-def]
         members = [
@@ -962,6 +972,35 @@ def make_communication_set(comms: list[Communication], *, corpus: str = "aioacce
             clustering(lambda c: [(s, e) for s in c.situationSetList or [] for e in s.situationList])
         ],
     )
+
+
+def _theories(comms: list[Communication]) -> TheoryDependencies:
+    """The annotation theories (by UUID) found in comms, by kind."""
+    deps = TheoryDependencies(
+        **{name: [] for _, name, *_ in TheoryDependencies.thrift_spec.values()},
+    )
+    taggings = {"POS": deps.posTagTheoryList, "NER": deps.nerTagTheoryList, "LEMMA": deps.lemmaTheoryList}
+    for c in comms:
+        deps.communicationsList.append(c.uuid)
+        deps.langIdTheoryList += [lid.uuid for lid in c.lidList or []]
+        deps.entityMentionSetTheoryList += [s.uuid for s in c.entityMentionSetList or []]
+        deps.entitySetTheoryList += [s.uuid for s in c.entitySetList or []]
+        deps.situationMentionSetTheoryList += [s.uuid for s in c.situationMentionSetList or []]
+        deps.situationSetTheoryList += [s.uuid for s in c.situationSetList or []]
+        for section in c.sectionList or []:
+            deps.sectionTheoryList.append(section.uuid)
+            for sentence in section.sentenceList or []:
+                deps.sentenceTheoryList.append(sentence.uuid)
+                tok = sentence.tokenization
+                if tok is None:
+                    continue
+                deps.tokenizationTheoryList.append(tok.uuid)
+                deps.parseTheoryList += [p.uuid for p in tok.parseList or []]
+                deps.dependencyParseTheoryList += [p.uuid for p in tok.dependencyParseList or []]
+                for tagging in tok.tokenTaggingList or []:
+                    taggings.get(tagging.taggingType, []).append(tagging.uuid)
+                deps.tokenAnnotationTheoryList += [t.uuid for t in tok.tokenTaggingList or []]
+    return deps
 
 
 def _names(pairs: list) -> list[str]:  # type: ignore[type-arg]
