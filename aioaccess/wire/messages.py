@@ -159,6 +159,8 @@ def parse_fetch_request_ids(msg: bytes, offset: int) -> list[str] | None:
         if ctype == 0:
             break
         if last == 1 and ctype == 9:
+            if pos >= len(msg):
+                raise ProtocolError("truncated FetchRequest.communicationIds")
             head = msg[pos]
             pos += 1
             n, etype = head >> 4, head & 0x0F
