@@ -82,7 +82,7 @@ class Processor:
         if header.mtype not in (CALL, ONEWAY):
             raise ProtocolError(f"message type {header.mtype} is not a call")
         method = self.methods.get(header.name)
-        if method is None or method.call is None:
+        if method is None or (method.call is None and method.fast is None):
             return build_application_exception(
                 header.name, header.seqid, UNKNOWN_METHOD, f"Unknown method {header.name!r}"
             )

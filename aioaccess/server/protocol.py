@@ -68,8 +68,8 @@ class FramedProtocol(asyncio.Protocol):
 
     # -- connection lifecycle -------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
+        self.transport = transport  # type: ignore[assignment]
         self.last_frame_at = self.loop.time()
         if len(self.state.connections) >= self.config.max_connections:
             self.refused = True
@@ -161,7 +161,7 @@ class FramedProtocol(asyncio.Protocol):
 
     def _run(self) -> None:
         """Answer pending frames in order until one must wait on I/O."""
-        while self.pending and self.transport is not None:
+        while self.pending and self.transport is not None and not self.closing:
             msg = self.pending.popleft()
             coro = self.processor.process(msg)
             try:
