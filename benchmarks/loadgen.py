@@ -183,7 +183,7 @@ async def run_load(host: str, port: int, frames: list[bytes], conns: int, durati
             try:
                 _, proto = await asyncio.wait_for(
                     loop.create_connection(lambda: _Conn(run, i * 7919), host, port), connect_timeout)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 refused += 1
                 key = type(exc).__name__
                 connect_errors[key] = connect_errors.get(key, 0) + 1
@@ -204,13 +204,15 @@ async def run_load(host: str, port: int, frames: list[bytes], conns: int, durati
     for c in made:
         c.start()
     await asyncio.sleep(max(0.0, run.t_start - time.perf_counter()))
-    cpu0, server0, wall0 = time.process_time(), proc_cpu_seconds(server_pid) if server_pid else None, time.perf_counter()
+    server0 = proc_cpu_seconds(server_pid) if server_pid else None
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.sleep(max(0.0, run.t_end - time.perf_counter()))
-    cpu1, server1, wall1 = time.process_time(), proc_cpu_seconds(server_pid) if server_pid else None, time.perf_counter()
+    server1 = proc_cpu_seconds(server_pid) if server_pid else None
+    cpu1, wall1 = time.process_time(), time.perf_counter()
     timed_out = 0
     try:
         await asyncio.wait_for(asyncio.shield(run.done), 10.0)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         timed_out = run.active
     gc.enable()
     for c in made:
