@@ -19,8 +19,9 @@ from __future__ import annotations
 import random
 import struct
 import uuid as _uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from thriftpy2.protocol import TCompactProtocolFactory
 from thriftpy2.utils import serialize
@@ -228,7 +229,7 @@ class _Sent:
             self._attach(adj, head, "amod")
         return _Phrase("NP", start, head + 1, head)
 
-    def pp(self, prep: str, np_fn) -> _Phrase:  # type: ignore[no-untyped-def]
+    def pp(self, prep: str, np_fn: Callable[[], _Phrase]) -> _Phrase:
         start = self.add(prep, "IN")
         np = np_fn()
         self._attach(np.head, start, "pobj")
@@ -939,7 +940,7 @@ def make_communication_set(comms: list[Communication], *, corpus: str = "aioacce
     )
     meta.digest.int64List, meta.digest.doubleList, meta.digest.stringList = [1], [0.9], ["name-match"]
 
-    def clustering(pick) -> Clustering:  # type: ignore[no-untyped-def]
+    def clustering(pick: Callable[[Communication], list[tuple[Any, Any]]]) -> Clustering:
         members = [
             ClusterMember(communicationId=c.uuid, setId=s.uuid, elementId=e.uuid) for c in comms for s, e in pick(c)
         ]
@@ -1003,7 +1004,7 @@ def _theories(comms: list[Communication]) -> TheoryDependencies:
     return deps
 
 
-def _names(pairs: list) -> list[str]:  # type: ignore[type-arg]
+def _names(pairs: list[tuple[Any, Any]]) -> list[str]:
     out = []
     for _set, element in pairs:
         out.append(getattr(element, "canonicalName", None) or getattr(element, "text", None) or element.uuid.uuidString)
