@@ -1,0 +1,183 @@
+"""RelayFetchHandler: a FetchCommunicationService answered by another one upstream.
+
+concrete-python's relay opens a new TCP connection for every call; this one
+keeps a bounded pool of persistent framed-compact connections.  Fetch results
+stay compact bytes (``fetch_raw``), and :class:`RelayProcessor` goes further:
+it forwards each call message verbatim and hands the upstream's reply back
+unchanged, so nothing is decoded on the way through.
+
+An upstream that refuses, drops or does not answer within ``timeout``
+surfaces as ``ServicesException("upstream fetch service HOST:PORT
+unavailable: ...")``; connections that failed are dropped from the pool, so
+the relay recovers by itself once the upstream is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .. import codec
+from ..client import ConnectionPool, FetchCommunicationClient, TApplicationException
+from ..exceptions import ProtocolError
+from ..schema import (
+    FetchCommunicationService,
+    FetchRequest,
+    FetchResult,
+    NotImplementedException,
+    ServiceInfo,
+    ServicesException,
+)
+from ..server.dispatch import INTERNAL_ERROR, Processor
+from ..wire.messages import (
+    CALL,
+    EXCEPTION,
+    REPLY,
+    build_application_exception,
+    build_message,
+    parse_header,
+)
+
+__all__ = ["DEFAULT_RELAY_TIMEOUT", "RelayFetchHandler", "RelayProcessor"]
+
+logger = logging.getLogger("aioaccess.handlers.relay")
+
+#: Seconds a relayed call may take (waiting for a pooled connection included).
+DEFAULT_RELAY_TIMEOUT = 10.0
+
+T = TypeVar("T")
+
+
+def _stale(exc: BaseException) -> bool:
+    """A pooled connection the upstream had closed (e.g. it restarted): worth one more try."""
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return True
+    return isinstance(exc, ConnectionError) and isinstance(exc.__cause__, asyncio.IncompleteReadError)
+
+
+class RelayFetchHandler:
+    """Forwards about/alive/fetch/getCommunicationCount/getCommunicationIDs upstream.
+
+    At most ``max_connections`` connections to ``host:port`` are open at once,
+    however many callers there are.  The handler owns its pool: ``aclose()``
+    (or ``async with``) closes it.
+    """
+
+    def __init__(self, host: str, port: int, *, max_connections: int = 64,
+                 timeout: float = DEFAULT_RELAY_TIMEOUT) -> None:
+        self.host = host
+        self.port = int(port)
+        self.timeout = timeout
+        self.pool = ConnectionPool(host, self.port, max_connections=max_connections, timeout=timeout)
+        self.client = FetchCommunicationClient(self.pool)
+
+    @property
+    def upstream(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def unavailable(self, exc: BaseException) -> ServicesException:
+        """The ServicesException callers get when the upstream cannot answer."""
+        reason = str(exc) or type(exc).__name__
+        return ServicesException(message=f"upstream fetch service {self.upstream} unavailable: {reason}")
+
+    async def _relay(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call`` against the upstream; retry on connections it had closed."""
+        # Every idle connection may be stale after an upstream restart; a fresh one is not.
+        attempts = self.pool.max_connections + 1
+        try:
+            async with asyncio.timeout(self.timeout):
+                for attempt in range(attempts):
+                    try:
+                        return await call()
+                    except (ServicesException, NotImplementedException):
+                        raise  # the upstream's own answer
+                    except Exception as exc:
+                        if _stale(exc) and attempt + 1 < attempts:
+                            logger.debug("Retrying on a fresh connection to %s: %s", self.upstream, exc)
+                            continue
+                        raise
+        except (ServicesException, NotImplementedException):
+            raise
+        except TApplicationException as exc:
+            raise ServicesException(message=f"upstream fetch service {self.upstream} failed: {exc}") from exc
+        except (OSError, TimeoutError, ProtocolError, codec.CodecError) as exc:
+            logger.warning("Upstream fetch service %s unavailable: %s", self.upstream, exc)
+            raise self.unavailable(exc) from exc
+        raise AssertionError("unreachable")
+
+    async def about(self) -> ServiceInfo:
+        return await self._relay(self.client.about)
+
+    async def alive(self) -> bool:
+        return await self._relay(self.client.alive)
+
+    async def fetch_raw(self, ids: Sequence[str]) -> list[bytes]:
+        """The upstream's Communications as compact bytes, never decoded."""
+        ids = list(ids)
+        return await self._relay(lambda: self.client.fetch_raw(ids))
+
+    async def fetch(self, request: FetchRequest) -> FetchResult:
+        raws = await self.fetch_raw(list(request.communicationIds or ()))
+        return FetchResult(communications=[codec.read_communication_from_buffer(r) for r in raws])
+
+    async def getCommunicationCount(self) -> int:
+        return await self._relay(self.client.getCommunicationCount)
+
+    async def getCommunicationIDs(self, offset: int, count: int) -> list[str]:
+        return await self._relay(lambda: self.client.getCommunicationIDs(offset, count))
+
+    async def relay_message(self, msg: bytes) -> bytes:
+        """Send one call message upstream as it is; return the upstream's reply payload."""
+        framed = len(msg).to_bytes(4, "big") + msg
+        return await self._relay(lambda: self.pool.call(framed))
+
+    async def aclose(self) -> None:
+        """Close the upstream pool."""
+        await self.pool.aclose()
+
+    async def __aenter__(self) -> RelayFetchHandler:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+class RelayProcessor(Processor):
+    """A FetchCommunicationService processor that relays call messages verbatim.
+
+    The client's message (its seqid included) goes upstream unchanged and the
+    upstream's reply comes back unchanged: no argument or result is decoded.
+    Failures become the replies :class:`RelayFetchHandler` would give.
+    """
+
+    handler: RelayFetchHandler
+
+    def __init__(self, handler: RelayFetchHandler, **kwargs: Any) -> None:
+        super().__init__(FetchCommunicationService, handler, **kwargs)
+
+    async def process(self, msg: bytes) -> bytes | None:
+        header = parse_header(msg)
+        if header.mtype != CALL or header.name not in self.methods:
+            return await super().process(msg)
+        try:
+            reply = await self.handler.relay_message(msg)
+            check = parse_header(reply)
+            if check.mtype not in (REPLY, EXCEPTION) or check.name != header.name or check.seqid != header.seqid:
+                raise ServicesException(message=f"upstream fetch service {self.handler.upstream} "
+                                                f"answered {check!r} to {header!r}")
+        except ServicesException as exc:
+            return self._failure(header.name, header.seqid, exc)
+        except ProtocolError as exc:
+            return self._failure(header.name, header.seqid, self.handler.unavailable(exc))
+        return len(reply).to_bytes(4, "big") + reply
+
+    def _failure(self, name: str, seqid: int, exc: ServicesException) -> bytes:
+        method = self.methods[name]
+        if any(cls is ServicesException for cls, _ in method.exceptions):
+            field = next(f for cls, f in method.exceptions if cls is ServicesException)
+            return build_message(name, REPLY, seqid, codec.encode(method.result_cls(**{field: exc})))
+        return build_application_exception(name, seqid, INTERNAL_ERROR, f"{name}: {exc.message}")

@@ -1,0 +1,25 @@
+"""The HTTP/TJSON endpoint for browser clients (aiohttp)."""
+
+from __future__ import annotations
+
+from .app import (
+    CONTENT_TYPE,
+    DEFAULT_CLIENT_MAX_SIZE,
+    FETCH_PATH,
+    STORE_PATH,
+    HTTPServer,
+    TJSONEndpoint,
+    create_app,
+    serve_http,
+)
+
+__all__ = [
+    "CONTENT_TYPE",
+    "DEFAULT_CLIENT_MAX_SIZE",
+    "FETCH_PATH",
+    "STORE_PATH",
+    "HTTPServer",
+    "TJSONEndpoint",
+    "create_app",
+    "serve_http",
+]

@@ -1,0 +1,283 @@
+"""The HTTP/TJSON endpoint browsers talk to (concrete-python's access-http-server).
+
+``POST /fetch_http_endpoint/`` answers FetchCommunicationService calls and
+``POST /store_http_endpoint/`` StoreCommunicationService calls, both in Apache
+Thrift's TJSONProtocol.  A fetch is answered from compact bytes
+(``handler.fetch_raw``) transcoded piece by piece, never decoded into objects.
+Bodies that are not TJSON, of the wrong content type or too large get an HTTP
+4xx with a one-line reason.  Run it with :class:`HTTPServer` or
+:func:`serve_http` on the loop that runs the Thrift listeners.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from ..codec import CodecError, tjson
+from ..exceptions import AioaccessError
+from ..schema import Communication, FetchCommunicationService, StoreCommunicationService
+
+__all__ = [
+    "CONTENT_TYPE",
+    "DEFAULT_CLIENT_MAX_SIZE",
+    "FETCH_HANDLER",
+    "FETCH_PATH",
+    "HTTPServer",
+    "STORE_HANDLER",
+    "STORE_PATH",
+    "TJSONEndpoint",
+    "create_app",
+    "serve_http",
+]
+
+logger = logging.getLogger("aioaccess.http")
+
+FETCH_PATH = "/fetch_http_endpoint/"
+STORE_PATH = "/store_http_endpoint/"
+#: What Apache's THttpClient sends and what the endpoint answers with.
+CONTENT_TYPE = "application/x-thrift"
+#: Content types accepted for TJSON bodies (the Thrift JavaScript library sends the second).
+ACCEPTED_CONTENT_TYPES = frozenset({CONTENT_TYPE, "application/vnd.apache.thrift.json", "application/json"})
+#: Largest request body accepted by default, in bytes.
+DEFAULT_CLIENT_MAX_SIZE = 64 * 1024 * 1024
+
+FETCH_HANDLER: web.AppKey[Any] = web.AppKey("fetch_handler", object)
+STORE_HANDLER: web.AppKey[Any] = web.AppKey("store_handler", object)
+
+# TApplicationException types (Apache Thrift numbering).
+_UNKNOWN_METHOD, _INTERNAL_ERROR, _PROTOCOL_ERROR = 1, 6, 7
+
+
+class _Method:
+    __slots__ = ("name", "args_cls", "result_cls", "arg_names", "exceptions", "has_success")
+
+    def __init__(self, service: Any, name: str) -> None:
+        self.name = name
+        self.args_cls = getattr(service, f"{name}_args")
+        self.result_cls = getattr(service, f"{name}_result")
+        spec = self.args_cls.thrift_spec
+        self.arg_names = [spec[fid][1] for fid in sorted(spec)]
+        rspec = self.result_cls.thrift_spec
+        self.has_success = 0 in rspec
+        self.exceptions = [(rspec[fid][2], rspec[fid][1]) for fid in sorted(rspec) if fid != 0]
+
+
+class TJSONEndpoint:
+    """Answers TJSON messages for one service with one handler (sync or async methods)."""
+
+    def __init__(self, service: Any, handler: Any) -> None:
+        self.service = service
+        self.handler = handler
+        self.methods = {name: _Method(service, name) for name in service.thrift_services
+                        if callable(getattr(handler, name, None))}
+        self.fast_fetch = "fetch" in self.methods and hasattr(handler, "fetch_raw")
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        if request.content_type not in ACCEPTED_CONTENT_TYPES:
+            raise _bad(web.HTTPUnsupportedMediaType,
+                       f"unsupported content type {request.content_type!r}: expected {CONTENT_TYPE}")
+        max_size = request.app[_MAX_SIZE]
+        if request.content_length is not None and request.content_length > max_size:
+            raise _bad(web.HTTPRequestEntityTooLarge,
+                       f"request body of {request.content_length} bytes exceeds the limit of {max_size} bytes",
+                       max_size=max_size, actual_size=request.content_length)
+        body = await request.read()
+        try:
+            msg = tjson.parse_message(body)
+        except tjson.TJSONError as exc:
+            raise _bad(web.HTTPBadRequest, str(exc)) from None
+        if msg.mtype != tjson.CALL:
+            raise _bad(web.HTTPBadRequest, f"TJSON message type {msg.mtype} is not a call (1)")
+        reply = await self.answer(msg)
+        return web.Response(body=reply, content_type=CONTENT_TYPE)
+
+    async def answer(self, msg: tjson.TJSONMessage) -> bytes:
+        """The TJSON reply to one call message."""
+        method = self.methods.get(msg.name)
+        if method is None:
+            return tjson.application_exception(msg.name, msg.seqid, _UNKNOWN_METHOD, f"Unknown method {msg.name!r}")
+        try:
+            args = tjson.struct_from_doc(msg.args, method.args_cls)
+        except tjson.TJSONError as exc:
+            return tjson.application_exception(msg.name, msg.seqid, _PROTOCOL_ERROR,
+                                               f"Cannot read arguments of {msg.name}: {exc}")
+        try:
+            if self.fast_fetch and msg.name == "fetch":
+                ids = list(args.request.communicationIds or ()) if args.request is not None else []
+                raws = await self.handler.fetch_raw(ids)
+                return tjson.fetch_reply(msg.seqid, raws, Communication)
+            value = getattr(self.handler, msg.name)(*[getattr(args, n) for n in method.arg_names])
+            if inspect.isawaitable(value):
+                value = await value
+            result = method.result_cls()
+            if method.has_success:
+                result.success = value
+        except Exception as exc:
+            result = self._declared(method, exc)
+            if result is None:
+                if isinstance(exc, CodecError):
+                    logger.warning("%s failed: %s", msg.name, exc)
+                else:
+                    logger.exception("%s failed", msg.name)
+                return tjson.application_exception(msg.name, msg.seqid, _INTERNAL_ERROR,
+                                                   f"Internal error in {msg.name}: {exc!r}")
+        return tjson.build_message(msg.name, tjson.REPLY, msg.seqid, tjson.struct_to_tjson(result))
+
+    @staticmethod
+    def _declared(method: _Method, exc: Exception) -> Any:
+        """A result struct carrying ``exc`` as a declared exception, or None (as the Thrift dispatcher does)."""
+        for cls, field in method.exceptions:
+            if isinstance(exc, cls):
+                logger.info("%s raised %s", method.name, exc)
+                return method.result_cls(**{field: exc})
+            if isinstance(exc, AioaccessError):
+                logger.info("%s raised %s", method.name, exc)
+                return method.result_cls(**{field: cls(message=str(exc))})
+        return None
+
+
+_MAX_SIZE: web.AppKey[int] = web.AppKey("client_max_size", int)
+_CORS: web.AppKey[bool] = web.AppKey("cors", bool)
+
+
+def _bad(cls: type[web.HTTPException], reason: str, **kwargs: Any) -> web.HTTPException:
+    logger.info("Refusing request: %s", reason)
+    return cls(text=reason + "\n", **kwargs)
+
+
+@web.middleware
+async def _cors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["Access-Control-Allow-Origin"] = "*"
+        raise
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+async def _preflight(request: web.Request) -> web.Response:
+    headers = {
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", "Content-Type"),
+        "Access-Control-Max-Age": "86400",
+    }
+    return web.Response(status=204, headers=headers)
+
+
+def create_app(fetch_handler: Any = None, store_handler: Any = None, *, static_path: str | os.PathLike[str] | None
+               = None, cors: bool = False, client_max_size: int = DEFAULT_CLIENT_MAX_SIZE) -> web.Application:
+    """An aiohttp app with the fetch and/or store TJSON endpoints (and static files from ``static_path``).
+
+    ``fetch_handler``: anything with the FetchCommunicationService methods (its
+    ``fetch_raw`` is used for ``fetch`` when present), e.g. a
+    ``CommunicationContainerFetchHandler`` or a ``RelayFetchHandler``;
+    ``store_handler``: any store handler.  ``cors`` adds
+    ``Access-Control-Allow-Origin: *`` and answers OPTIONS preflights.
+    """
+    if client_max_size < 1:
+        raise ValueError(f"client_max_size must be >= 1, not {client_max_size}")
+    app = web.Application(client_max_size=client_max_size, middlewares=[_cors_middleware] if cors else [])
+    app[_MAX_SIZE] = client_max_size
+    app[_CORS] = cors
+    for path, key, service, handler in ((FETCH_PATH, FETCH_HANDLER, FetchCommunicationService, fetch_handler),
+                                        (STORE_PATH, STORE_HANDLER, StoreCommunicationService, store_handler)):
+        if handler is None:
+            continue
+        app[key] = handler
+        app.router.add_post(path, TJSONEndpoint(service, handler))
+        if cors:
+            app.router.add_route("OPTIONS", path, _preflight)
+    if static_path is not None:
+        root = os.path.realpath(os.fspath(static_path))
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"static path {root} is not a directory")
+        app.router.add_static("/", root, follow_symlinks=False)
+    return app
+
+
+class HTTPServer:
+    """An aiohttp app on ``host:port`` (AppRunner + TCPSite) on the running loop.
+
+    ``await start()`` binds (``port=0`` picks a free port; see ``bound_port``),
+    ``await aclose()`` stops accepting and finishes requests in flight.  To run it
+    beside a Thrift :class:`~aioaccess.server.Server`, start it and append
+    ``aclose`` to ``server.cleanups``.
+    """
+
+    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 8080, *,
+                 shutdown_timeout: float = 30.0, backlog: int = 2048, reuse_port: bool = False,
+                 access_log: bool = False) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.shutdown_timeout = shutdown_timeout
+        self.backlog = backlog
+        self.reuse_port = reuse_port
+        self.access_log = access_log
+        self.runner: web.AppRunner | None = None
+        self.site: web.TCPSite | None = None
+
+    @property
+    def bound_port(self) -> int:
+        if self.runner is None or not self.runner.addresses:
+            raise RuntimeError("HTTP server has not started")
+        return int(self.runner.addresses[0][1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.bound_port}"
+
+    async def start(self) -> None:
+        """Bind and start serving."""
+        kwargs: dict[str, Any] = {} if self.access_log else {"access_log": None}
+        self.runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=self.shutdown_timeout,
+                                    **kwargs)
+        await self.runner.setup()
+        self.site = web.TCPSite(self.runner, self.host, self.port, backlog=self.backlog,
+                                reuse_address=True, reuse_port=self.reuse_port or None)
+        try:
+            await self.site.start()
+        except BaseException:
+            await self.runner.cleanup()
+            self.runner = None
+            raise
+        logger.info("Serving HTTP/TJSON on http://%s:%d (%s)", self.host, self.bound_port,
+                    ", ".join(r.canonical for r in self.app.router.resources()))
+
+    async def aclose(self) -> None:
+        """Stop accepting, let requests in flight finish, close connections."""
+        runner, self.runner, self.site = self.runner, None, None
+        if runner is not None:
+            await runner.cleanup()
+            logger.info("HTTP server stopped")
+
+    async def __aenter__(self) -> HTTPServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+@contextlib.asynccontextmanager
+async def serve_http(app: web.Application | None = None, host: str = "127.0.0.1", port: int = 0, *,
+                     fetch_handler: Any = None, store_handler: Any = None,
+                     **options: Any) -> AsyncIterator[HTTPServer]:
+    """Serve ``app`` (or ``create_app(fetch_handler, store_handler, **options)``) for the ``async with`` body."""
+    if app is None:
+        app = create_app(fetch_handler, store_handler, **options)
+    elif fetch_handler is not None or store_handler is not None or options:
+        raise TypeError("give either an app or handlers and app options, not both")
+    async with HTTPServer(app, host, port) as server:
+        yield server
