@@ -12,7 +12,14 @@ __version__ = "0.1.0"
 from .backends import (
     CommunicationContainer,
     DirectoryBackedCommunicationContainer,
+    FetchBackedCommunicationContainer,
     MappingContainer,
+    MemoryBackedCommunicationContainer,
+    RedisHashBackedCommunicationContainer,
+    S3BackedCommunicationContainer,
+    ZipFileBackedCommunicationContainer,
+    prefix_s3_key,
+    unprefix_s3_key,
 )
 from .client import (
     ConnectionPool,
@@ -30,7 +37,12 @@ from .exceptions import (
     InvalidCommId,
     ProtocolError,
 )
-from .handlers import CommunicationContainerFetchHandler, DirectoryBackedStoreHandler
+from .handlers import (
+    CommunicationContainerFetchHandler,
+    DirectoryBackedStoreHandler,
+    RedisHashBackedStoreHandler,
+    S3BackedStoreHandler,
+)
 from .schema import *  # noqa: F403 - the Concrete types, by name
 from .schema import __all__ as _schema_all
 from .server import Server, ServerConfig
@@ -45,20 +57,29 @@ __all__ = [
     "CorruptCommunication",
     "DirectoryBackedCommunicationContainer",
     "DirectoryBackedStoreHandler",
+    "FetchBackedCommunicationContainer",
     "FetchCommunicationClient",
     "FetchCommunicationClientWrapper",
     "FetchCommunicationServiceWrapper",
     "FrameTooLarge",
     "InvalidCommId",
     "MappingContainer",
+    "MemoryBackedCommunicationContainer",
     "ProtocolError",
+    "RedisHashBackedCommunicationContainer",
+    "RedisHashBackedStoreHandler",
+    "S3BackedCommunicationContainer",
+    "S3BackedStoreHandler",
     "Server",
     "ServerConfig",
     "StoreCommunicationClient",
     "StoreCommunicationClientWrapper",
     "StoreCommunicationServiceWrapper",
+    "ZipFileBackedCommunicationContainer",
     "__version__",
+    "prefix_s3_key",
     "read_communication_from_buffer",
+    "unprefix_s3_key",
     "write_communication_to_buffer",
     *_schema_all,
 ]

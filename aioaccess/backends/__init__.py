@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from .base import CommunicationContainer, MappingContainer, as_container, check_raw
 from .directory import DirectoryBackedCommunicationContainer
+from .fetch import FetchBackedCommunicationContainer
+from .memory import FileTooLarge, MemoryBackedCommunicationContainer
+from .redis import RedisHashBackedCommunicationContainer, make_redis_client
+from .s3 import S3BackedCommunicationContainer, make_s3_client, prefix_s3_key, unprefix_s3_key
+from .zip import ZipFileBackedCommunicationContainer
 
 __all__ = [
     "CommunicationContainer",
     "DirectoryBackedCommunicationContainer",
+    "FetchBackedCommunicationContainer",
+    "FileTooLarge",
     "MappingContainer",
+    "MemoryBackedCommunicationContainer",
+    "RedisHashBackedCommunicationContainer",
+    "S3BackedCommunicationContainer",
+    "ZipFileBackedCommunicationContainer",
     "as_container",
     "check_raw",
+    "make_redis_client",
+    "make_s3_client",
+    "prefix_s3_key",
+    "unprefix_s3_key",
 ]

@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from .fetch import CommunicationContainerFetchHandler
+from .redis_store import RedisHashBackedStoreHandler
+from .s3_store import S3BackedStoreHandler
 from .store import DirectoryBackedStoreHandler, StoreHandler, validate_comm_id
 
-__all__ = ["CommunicationContainerFetchHandler", "DirectoryBackedStoreHandler", "StoreHandler", "validate_comm_id"]
+__all__ = [
+    "CommunicationContainerFetchHandler",
+    "DirectoryBackedStoreHandler",
+    "RedisHashBackedStoreHandler",
+    "S3BackedStoreHandler",
+    "StoreHandler",
+    "validate_comm_id",
+]
