@@ -125,17 +125,19 @@ class Processor:
 
     def _declared(self, method: _Method, exc: Exception) -> Callable[[int], bytes] | None:
         """Return a reply builder if ``exc`` maps onto a declared Thrift exception."""
-        for cls, field in method.exceptions:
-            if isinstance(exc, cls):
-                thrift_exc = exc
-            elif isinstance(exc, AioaccessError):
-                thrift_exc = cls(message=str(exc))
-            else:
-                continue
-            logger.info("%s raised %s", method.name, thrift_exc)
-            result = method.result_cls(**{field: thrift_exc})
-            return lambda seqid: build_message(method.name, REPLY, seqid, codec.encode(result))
-        return None
+        # The exception itself if declared; else aioaccess's own errors become a
+        # ServicesException where the method declares one (never, say, a
+        # NotImplementedException: that would misreport a backend failure).
+        match = next(((f, exc) for cls, f in method.exceptions if isinstance(exc, cls)), None)
+        if match is None and isinstance(exc, AioaccessError):
+            match = next(((f, cls(message=str(exc))) for cls, f in method.exceptions
+                          if cls.__name__ == "ServicesException"), None)
+        if match is None:
+            return None
+        field, thrift_exc = match
+        logger.info("%s raised %s", method.name, thrift_exc)
+        result = method.result_cls(**{field: thrift_exc})
+        return lambda seqid: build_message(method.name, REPLY, seqid, codec.encode(result))
 
     async def _fetch_raw(self, msg: bytes, header: MessageHeader) -> bytes:
         ids = parse_fetch_request_ids(msg, header.body_offset)
