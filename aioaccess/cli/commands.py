@@ -15,6 +15,7 @@ from ..handlers import CommunicationContainerFetchHandler
 from ..schema import FetchCommunicationService, StoreCommunicationService
 from ..server import Processor, Server
 from .errors import UsageError
+from .ops_commands import open_metrics, service_label, supervise
 from .options import add_server_options, server_config
 from .run import run, serve_until_signalled
 from .sources import add_backend_options, open_source, open_target
@@ -66,11 +67,21 @@ async def _serve(args: argparse.Namespace, service: object, open_handler: object
     async with AsyncExitStack() as stack:
         handler = await open_handler(stack)  # type: ignore[operator]
         server = Server(config)
-        server.add_service(Processor(service, handler), args.host, args.port)
-        return await serve_until_signalled(server)
+        metrics = await open_metrics(args, server, stack)
+        observer = metrics.observer(service_label(service)) if metrics is not None else None
+        server.add_service(Processor(service, handler, observer=observer), args.host, args.port)
+        try:
+            return await serve_until_signalled(server)
+        except OSError as exc:
+            if server.started.is_set():
+                raise
+            raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
 
 
 def fetch_server(args: argparse.Namespace) -> int:
+    if (status := supervise(args)) is not None:  # --workers N: this process only supervises
+        return status
+
     async def open_handler(stack: AsyncExitStack) -> CommunicationContainerFetchHandler:
         container = await open_source(args.source, args, stack)
         return CommunicationContainerFetchHandler(container)
@@ -79,6 +90,9 @@ def fetch_server(args: argparse.Namespace) -> int:
 
 
 def store_server(args: argparse.Namespace) -> int:
+    if (status := supervise(args)) is not None:
+        return status
+
     async def open_handler(stack: AsyncExitStack) -> object:
         return await open_target(args.target, args, stack)
 

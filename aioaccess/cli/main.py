@@ -6,12 +6,20 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .. import __version__
-from . import commands
+from . import commands, http_commands, ops_commands
 from .errors import UsageError
 
 __all__ = ["build_parser", "main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports bad flags in one line (no usage dump), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                         type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
                         help="log level (default: INFO)")
     common.add_argument("--version", action="version", version=f"aioaccess {__version__}")
-    parser = argparse.ArgumentParser(prog="aioaccess", parents=[common],
-                                     description="Concrete fetch and store services on one asyncio event loop.")
+    parser = _Parser(prog="aioaccess", parents=[common],
+                     description="Concrete fetch and store services on one asyncio event loop.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     original_add = sub.add_parser
 
@@ -31,12 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser = add_parser  # type: ignore[method-assign]
     commands.register(sub)
+    http_commands.register(sub)
+    ops_commands.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # re-run by --workers
     logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)

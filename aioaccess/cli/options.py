@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..server import ServerConfig
+from ..server.supervisor import is_worker
 from ..wire.framing import DEFAULT_MAX_FRAME_SIZE
+from .errors import UsageError
 
 __all__ = ["add_server_options", "server_config"]
 
@@ -24,6 +26,12 @@ def add_server_options(parser: argparse.ArgumentParser, default_port: int = 9090
                        help="seconds shutdown waits for in-flight calls (default: 30)")
     group.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                        help="event loop implementation (default: auto = uvloop when installed)")
+    group.add_argument("--workers", type=int, default=1,
+                       help="server processes sharing the port with SO_REUSEPORT (default: 1)")
+    group.add_argument("--metrics-port", type=int, default=None,
+                       help="serve Prometheus metrics on http://METRICS_HOST:PORT/metrics (default: off)")
+    group.add_argument("--metrics-host", default="127.0.0.1",
+                       help="address of the metrics endpoint (default: 127.0.0.1)")
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
@@ -32,6 +40,12 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         idle_timeout=args.idle_timeout or None,
         max_connections=args.max_connections,
         graceful_timeout=args.graceful_timeout,
+        reuse_port=is_worker(),
     )
-    config.validate()
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, not {args.workers}")
     return config

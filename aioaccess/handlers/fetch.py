@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ class CommunicationContainerFetchHandler:
         return ServiceInfo(
             name=f"CommunicationContainerFetchHandler - {type(self.communication_container)}",
             version=__version__,
+            description=f"pid={os.getpid()}",
         )
 
     async def alive(self) -> bool:

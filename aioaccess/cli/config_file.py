@@ -1,0 +1,273 @@
+"""``aioaccess serve CONFIG.toml``: read and fully validate the config before anything binds.
+
+The format (every key but ``kind``, ``port`` and the kind's SOURCE/TARGET is optional)::
+
+    [server]                      # applies to every service of the process
+    idle_timeout = 300.0          # seconds; 0 = never
+    max_frame_size = 1073741824   # bytes
+    max_connections = 10000
+    graceful_timeout = 30.0       # seconds SIGTERM waits for in-flight calls
+    loop = "auto"                 # auto | asyncio | uvloop
+    workers = 1                   # processes sharing every port (SO_REUSEPORT)
+    metrics_port = 9100           # Prometheus text format on /metrics; omit: off
+    metrics_host = "127.0.0.1"
+
+    [backend]                     # defaults for every service's backend options
+    backend_timeout = 10.0        # (the --redis-key, --prefix-len, --endpoint-url,
+                                  #  --max-file-size, ... flags of fetch-server, with _)
+
+    [[services]]
+    name = "corpus"               # label in logs and metrics; default: KIND-INDEX
+    kind = "fetch"                # fetch | store | relay | http
+    host = "127.0.0.1"            # default 127.0.0.1
+    port = 9090
+    source = "/data/comms"        # anything fetch-server takes as SOURCE
+
+    [[services]]
+    kind = "store"
+    port = 9091
+    target = "/data/incoming"     # anything store-server takes as TARGET
+    fsync = true                  # directory targets
+
+    [[services]]
+    kind = "relay"
+    port = 9092
+    upstream = "fetch.example.org:9090"
+
+    [[services]]
+    kind = "http"                 # HTTP/TJSON endpoint (access-http-server)
+    port = 8080
+    fetch = "corpus"              # name of a fetch/relay service above, or source = "..."
+    store = "store-1"             # name of a store service above, or target = "..."
+    static = "/srv/www"           # optional static files
+    cors = false
+
+Backend keys (``redis_key``, ``endpoint_url``, ...) may also appear in a
+service's own table, overriding ``[backend]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..server import ServerConfig
+from ..server.supervisor import is_worker
+from .errors import UsageError
+from .sources import add_backend_options
+
+__all__ = ["ConfigError", "ServeConfig", "ServiceSpec", "load_config", "parse_config"]
+
+KINDS = ("fetch", "store", "relay", "http")
+
+_SERVER_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
+    "idle_timeout": ((int, float), 300.0),
+    "max_frame_size": (int, ServerConfig.max_frame_size),
+    "max_connections": (int, 10_000),
+    "graceful_timeout": ((int, float), 30.0),
+    "backlog": (int, 2048),
+    "loop": (str, "auto"),
+    "workers": (int, 1),
+    "metrics_port": (int, None),
+    "metrics_host": (str, "127.0.0.1"),
+}
+
+_COMMON_KEYS = {"name": str, "kind": str, "host": str, "port": int}
+_KIND_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "fetch": {"source": str},
+    "store": {"target": str, "fsync": bool},
+    "relay": {"upstream": str},
+    "http": {"fetch": str, "store": str, "source": str, "target": str, "static": str, "cors": bool,
+             "client_max_size": int, "fsync": bool},
+}
+_REQUIRED = {"fetch": ("source",), "store": ("target",), "relay": ("upstream",), "http": ()}
+
+
+_TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "boolean"}
+
+
+class ConfigError(UsageError):
+    """A CONFIG.toml that cannot be served; the message names the file and the key."""
+
+
+@dataclass
+class ServiceSpec:
+    """One ``[[services]]`` table, checked."""
+
+    name: str
+    kind: str
+    host: str
+    port: int
+    options: dict[str, Any]
+    #: Backend options in the shape ``open_source``/``open_target`` take (``args``).
+    backend: argparse.Namespace
+
+
+@dataclass
+class ServeConfig:
+    """A checked CONFIG.toml."""
+
+    path: str
+    server: ServerConfig
+    loop: str = "auto"
+    workers: int = 1
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    services: list[ServiceSpec] = field(default_factory=list)
+
+    def service(self, name: str) -> ServiceSpec:
+        return next(s for s in self.services if s.name == name)
+
+
+def load_config(path: str) -> ServeConfig:
+    """Read and check ``path``; ConfigError (one line) on any problem."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(data, path)
+
+
+def _backend_defaults() -> dict[str, Any]:
+    parser = argparse.ArgumentParser(add_help=False)
+    add_backend_options(parser)
+    return {a.dest: a.default for a in parser._actions}
+
+
+def _check_type(where: str, key: str, value: Any, expected: type | tuple[type, ...]) -> None:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        names = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types if not (t is int and float in types))
+        raise ConfigError(f"{where}: {key} must be a {names}, not {value!r}")
+
+
+def parse_config(data: dict[str, Any], path: str = "CONFIG.toml") -> ServeConfig:
+    """Check a parsed TOML document; ConfigError naming the first problem."""
+    unknown = set(data) - {"server", "backend", "services"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown table {sorted(unknown)[0]!r} (expected [server], [backend], [[services]])")
+    server = data.get("server", {})
+    if not isinstance(server, dict):
+        raise ConfigError(f"{path}: [server] must be a table")
+    settings: dict[str, Any] = {}
+    for key, value in server.items():
+        if key not in _SERVER_KEYS:
+            raise ConfigError(f"{path}: [server]: unknown key {key!r} (expected one of {', '.join(_SERVER_KEYS)})")
+        _check_type(f"{path}: [server]", key, value, _SERVER_KEYS[key][0])
+        settings[key] = value
+    opts = {k: settings.get(k, default) for k, (_, default) in _SERVER_KEYS.items()}
+    if opts["loop"] not in ("auto", "asyncio", "uvloop"):
+        raise ConfigError(f"{path}: [server]: loop must be auto, asyncio or uvloop, not {opts['loop']!r}")
+    if opts["workers"] < 1:
+        raise ConfigError(f"{path}: [server]: workers must be >= 1, not {opts['workers']}")
+    config = ServerConfig(max_frame_size=opts["max_frame_size"], idle_timeout=float(opts["idle_timeout"]) or None,
+                          max_connections=opts["max_connections"], graceful_timeout=float(opts["graceful_timeout"]),
+                          backlog=opts["backlog"], reuse_port=is_worker())
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise ConfigError(f"{path}: [server]: {exc}") from exc
+
+    backend_defaults = _backend_defaults()
+    backend = data.get("backend", {})
+    if not isinstance(backend, dict):
+        raise ConfigError(f"{path}: [backend] must be a table")
+    for key, value in backend.items():
+        _check_backend_key(f"{path}: [backend]", key, value, backend_defaults)
+
+    services = data.get("services")
+    if not isinstance(services, list) or not services or not all(isinstance(s, dict) for s in services):
+        raise ConfigError(f"{path}: needs at least one [[services]] table")
+    out = ServeConfig(path, config, opts["loop"], opts["workers"], opts["metrics_host"], opts["metrics_port"])
+    for index, table in enumerate(services):
+        out.services.append(_service(path, index, table, backend, backend_defaults))
+    _check_cross(out)
+    return out
+
+
+def _check_backend_key(where: str, key: str, value: Any, defaults: dict[str, Any]) -> None:
+    if key not in defaults:
+        raise ConfigError(f"{where}: unknown key {key!r} (backend keys: {', '.join(sorted(defaults))})")
+    default = defaults[key]
+    if default is not None:
+        _check_type(where, key, value, (int, float) if isinstance(default, float) else type(default))
+    elif not isinstance(value, str):
+        raise ConfigError(f"{where}: {key} must be a string, not {value!r}")
+
+
+def _service(path: str, index: int, table: dict[str, Any], backend: dict[str, Any],
+             backend_defaults: dict[str, Any]) -> ServiceSpec:
+    where = f"{path}: services[{index}]"
+    kind = table.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    where = f"{path}: services[{index}] ({kind})"
+    allowed = {**_COMMON_KEYS, **_KIND_KEYS[kind]}
+    options: dict[str, Any] = {}
+    own_backend: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in allowed:
+            _check_type(where, key, value, allowed[key])
+            options[key] = value
+        elif key in backend_defaults:
+            _check_backend_key(where, key, value, backend_defaults)
+            own_backend[key] = value
+        else:
+            raise ConfigError(f"{where}: unknown key {key!r} (expected one of {', '.join(allowed)} or a backend key)")
+    for key in ("port", *_REQUIRED[kind]):
+        if key not in options:
+            raise ConfigError(f"{where}: missing {key!r}")
+    port = options.pop("port")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{where}: port must be 0..65535, not {port}")
+    if kind == "relay":
+        host, sep, upstream_port = options["upstream"].rpartition(":")
+        if not sep or not host or not upstream_port.isdigit():
+            raise ConfigError(f"{where}: upstream must be HOST:PORT, not {options['upstream']!r}")
+    if kind == "http":
+        if "fetch" in options and "source" in options or "store" in options and "target" in options:
+            raise ConfigError(f"{where}: give fetch or source, store or target, not both")
+        if not any(k in options for k in ("fetch", "store", "source", "target", "static")):
+            raise ConfigError(f"{where}: needs fetch, store, source, target or static")
+        if "static" in options and not os.path.isdir(options["static"]):
+            raise ConfigError(f"{where}: static {options['static']!r} is not a directory")
+    name = options.pop("name", f"{kind}-{index}")
+    host = options.pop("host", "127.0.0.1")
+    del options["kind"]
+    ns = argparse.Namespace(**{**backend_defaults, **backend, **own_backend})
+    ns.no_fsync = not options.get("fsync", True)
+    return ServiceSpec(name, kind, host, port, options, ns)
+
+
+def _check_cross(config: ServeConfig) -> None:
+    names: dict[str, ServiceSpec] = {}
+    binds: dict[tuple[str, int], str] = {}
+    if config.metrics_port is not None:
+        binds[(config.metrics_host, config.metrics_port)] = "[server] metrics_port"
+    for spec in config.services:
+        where = f"{config.path}: service {spec.name!r}"
+        if spec.name in names:
+            raise ConfigError(f"{where}: the name is used twice")
+        names[spec.name] = spec
+        if spec.port == 0 and config.workers > 1:
+            raise ConfigError(f"{where}: port 0 cannot be shared by workers; give a port")
+        if spec.port and (spec.host, spec.port) in binds:
+            raise ConfigError(f"{where}: {spec.host}:{spec.port} is also used by {binds[(spec.host, spec.port)]}")
+        binds[(spec.host, spec.port)] = f"service {spec.name!r}"
+    for spec in config.services:
+        if spec.kind != "http":
+            continue
+        for key, kinds in (("fetch", ("fetch", "relay")), ("store", ("store",))):
+            ref = spec.options.get(key)
+            if ref is None:
+                continue
+            target = names.get(ref)
+            if target is None or target.kind not in kinds:
+                raise ConfigError(f"{config.path}: service {spec.name!r}: {key} = {ref!r} names no "
+                                  f"{' or '.join(kinds)} service in this file")

@@ -1,0 +1,372 @@
+"""store-client, wait-service and serve: the commands that operate services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import logging
+import os
+import socket
+import sys
+import tarfile
+import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any
+
+from .. import codec
+from ..codec import CodecError
+from ..server.supervisor import Supervisor, is_worker, reserve_port
+from .errors import UsageError
+from .run import run
+
+if TYPE_CHECKING:
+    from ..metrics import ServerMetrics
+    from ..server import Server
+    from .config_file import ServeConfig, ServiceSpec
+
+__all__ = ["iter_raw_communications", "open_metrics", "register", "service_label", "split_communications", "supervise"]
+
+logger = logging.getLogger("aioaccess.cli")
+
+_SERVICES = ("FetchCommunication", "StoreCommunication")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("store-client", help="store Communications from files into a StoreCommunicationService",
+                       description="Store Communications read from files, directories (searched recursively), "
+                       ".zip, .tar, .tar.gz/.tgz or .gz files into a store server, several calls at a time.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="file, directory or archive of Communications")
+    p.add_argument("--host", default="localhost", help="store server host (default: localhost)")
+    p.add_argument("-p", "--port", type=int, default=9090, help="store server port (default: 9090)")
+    p.add_argument("--concurrency", type=_positive_int, default=16,
+                   help="store calls in flight at once, one connection each (default: 16)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per call (default: 60)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a TTY)")
+    p.set_defaults(func=store_client)
+
+    p = sub.add_parser("wait-service", help="wait until a service answers alive()",
+                       description="Poll a service's alive() until it answers True; exit 0 then, 1 on timeout.")
+    p.add_argument("service_name", choices=_SERVICES, metavar="{" + ",".join(_SERVICES) + "}",
+                   help="which service to wait for")
+    p.add_argument("--host", default="localhost", help="service host (default: localhost)")
+    p.add_argument("-p", "--port", type=int, default=9090, help="service port (default: 9090)")
+    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (default: never)")
+    p.add_argument("--sleep-interval", type=float, default=5.0, help="seconds between attempts (default: 5)")
+    p.set_defaults(func=wait_service)
+
+    p = sub.add_parser("serve", help="run several services from one CONFIG.toml on one event loop",
+                       description="Run the fetch, store, relay and http services a TOML file lists, in one "
+                       "process (or --workers processes) on one event loop, with optional metrics.")
+    p.add_argument("config", metavar="CONFIG.toml")
+    p.add_argument("--check", action="store_true", help="validate CONFIG.toml and exit")
+    p.set_defaults(func=serve)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
+# -- helpers for every server command -----------------------------------------
+def service_label(service: object) -> str:
+    """The ``service`` label of a Thrift service in metrics: "fetch", "store"..."""
+    name = getattr(service, "__name__", "service")
+    return name.removesuffix("Service").removesuffix("Communication").lower() or name
+
+
+async def open_metrics(args: argparse.Namespace, server: Server, stack: AsyncExitStack) -> ServerMetrics | None:
+    """With ``--metrics-port``: metrics watching ``server``, served over HTTP unless a supervisor serves them."""
+    if getattr(args, "metrics_port", None) is None:
+        return None
+    from ..metrics import ServerMetrics, multiprocess_enabled
+
+    metrics = ServerMetrics()
+    metrics.track(server.state)
+    if is_worker():
+        if multiprocess_enabled():
+            metrics.start_refreshing()
+            stack.push_async_callback(metrics.aclose)
+        return metrics
+    try:
+        runner = await metrics.start_http(args.metrics_host, args.metrics_port)
+    except OSError as exc:
+        raise UsageError(f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
+                         f"{exc.strerror or exc}") from exc
+    stack.push_async_callback(runner.cleanup)
+    return metrics
+
+
+def supervise(args: argparse.Namespace, binds: list[tuple[str, int]] | None = None) -> int | None:
+    """With ``--workers N`` (N > 1, not in a worker): run N copies of this command; else None.
+
+    ``binds`` are the addresses the workers listen on (default: ``--host``/``--port``, whose
+    port is then fixed for the workers, so ``--port 0`` works).
+    """
+    workers = getattr(args, "workers", 1)
+    if workers <= 1 or is_worker():
+        return None
+    extra: list[str] = []
+    own_port = binds is None
+    if binds is None:
+        binds = [(args.host, args.port)]
+    reserved: list[socket.socket] = []
+    try:
+        for host, port in binds:
+            try:
+                reserved.append(reserve_port(host, port))
+            except OSError as exc:
+                raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        if own_port:
+            extra = ["--port", str(reserved[0].getsockname()[1])]
+        argv = [sys.executable, "-m", "aioaccess", *args.argv, *extra]
+        metrics = (args.metrics_host, args.metrics_port) if getattr(args, "metrics_port", None) is not None else None
+        return Supervisor(argv, workers, graceful_timeout=args.graceful_timeout, metrics=metrics).run()
+    finally:
+        for sock in reserved:
+            sock.close()
+
+
+# -- wait-service ------------------------------------------------------------
+def wait_service(args: argparse.Namespace) -> int:
+    return run(_wait_service(args))
+
+
+async def _wait_service(args: argparse.Namespace) -> int:
+    from ..client import FetchCommunicationClient, StoreCommunicationClient
+
+    client_cls = FetchCommunicationClient if args.service_name == "FetchCommunication" else StoreCommunicationClient
+    where = f"{args.service_name} service at {args.host}:{args.port}"
+    logger.info("Waiting for %s to come up", where)
+    started = time.monotonic()
+    while True:
+        try:
+            async with client_cls.connect(args.host, args.port, timeout=max(args.sleep_interval, 1.0)) as client:
+                if await client.alive():
+                    logger.info("%s is up", where)
+                    return 0
+        except Exception as exc:  # noqa: BLE001 - any failure means "not up yet"
+            logger.debug("%s not up: %s", where, exc)
+        if args.timeout is not None and time.monotonic() - started >= args.timeout:
+            logger.error("%s is down (timed out after %s s)", where, args.timeout)
+            return 1
+        logger.info("Waiting %s s for %s", args.sleep_interval, where)
+        await asyncio.sleep(args.sleep_interval)
+
+
+# -- store-client ------------------------------------------------------------
+def iter_raw_communications(path: str) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(name, bytes)`` for each stored file under ``path`` (archives opened, .gz inflated)."""
+    if os.path.isdir(path):
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                if not name.startswith("."):
+                    yield from iter_raw_communications(os.path.join(root, name))
+        return
+    lower = path.lower()
+    if lower.endswith(".zip"):
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.is_dir():
+                    yield f"{path}:{info.filename}", zf.read(info)
+    elif lower.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        with tarfile.open(path) as tar:
+            for member in tar:
+                if member.isfile():
+                    f = tar.extractfile(member)
+                    assert f is not None
+                    yield f"{path}:{member.name}", f.read()
+    elif lower.endswith(".gz"):
+        with gzip.open(path, "rb") as f:
+            yield path, f.read()
+    else:
+        with open(path, "rb") as f:
+            yield path, f.read()
+
+
+def split_communications(name: str, data: bytes) -> list[tuple[str, bytes]]:
+    """Split one file's bytes into ``(id, raw)`` Communications (files may hold several back to back)."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        end = codec.skip(data, pos)
+        raw = data[pos:end]
+        comm_id = codec.read_string_field(raw, 1)
+        if comm_id is None:
+            raise CodecError(f"a Communication at byte {pos} has no id")
+        out.append((comm_id, raw))
+        pos = end
+    if not out:
+        raise CodecError("empty file")
+    return out
+
+
+def _read_batch(inputs: Iterator[tuple[str, bytes]], n: int) -> list[tuple[str, bytes]]:
+    return [item for _, item in zip(range(n), inputs, strict=False)]
+
+
+def store_client(args: argparse.Namespace) -> int:
+    for path in args.inputs:
+        if not os.path.exists(path):
+            raise UsageError(f"input {path!r} does not exist")
+    return run(_store_client(args))
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.stored = self.failed = self.bytes = 0
+
+
+async def _store_client(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..client import StoreCommunicationClient
+
+    client = StoreCommunicationClient.pooled(args.host, args.port, max_connections=args.concurrency,
+                                             timeout=args.timeout)
+    tally = _Tally()
+    queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=args.concurrency * 4)
+    progress = Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
+                        DownloadColumn(), TimeElapsedColumn(), transient=False,
+                        disable=args.no_progress or not sys.stderr.isatty())
+    bar = progress.add_task("storing", total=None)
+
+    async def produce() -> None:
+        for path in args.inputs:
+            files = iter_raw_communications(path)
+            while batch := await asyncio.to_thread(_read_batch, files, 64):
+                for name, data in batch:
+                    try:
+                        comms = split_communications(name, data)
+                    except CodecError as exc:
+                        logger.warning("Skipping %s: not Communications (%s)", name, exc)
+                        tally.failed += 1
+                        continue
+                    for comm in comms:
+                        await queue.put(comm)
+        for _ in range(args.concurrency):
+            await queue.put(None)
+
+    async def consume() -> None:
+        while (item := await queue.get()) is not None:
+            comm_id, raw = item
+            try:
+                await client.store_raw(raw)
+            except Exception as exc:  # noqa: BLE001 - counted and reported, the rest go on
+                logger.warning("Failed to store %s: %s", comm_id, exc)
+                tally.failed += 1
+            else:
+                tally.stored += 1
+                tally.bytes += len(raw)
+                progress.update(bar, advance=len(raw), description=f"stored {tally.stored}")
+
+    started = time.perf_counter()
+    try:
+        async with client:
+            try:
+                await client.alive()
+            except (TimeoutError, OSError, ConnectionError) as exc:
+                raise UsageError(f"cannot reach the store server at {args.host}:{args.port}: {exc}") from exc
+            with progress:
+                await asyncio.gather(produce(), *(consume() for _ in range(args.concurrency)))
+    finally:
+        elapsed = time.perf_counter() - started
+    mb = tally.bytes / 1e6
+    print(f"stored {tally.stored}, failed {tally.failed}, {mb:.2f} MB in {elapsed:.2f} s, "
+          f"{mb / elapsed if elapsed > 0 else 0.0:.2f} MB/s")
+    return 1 if tally.failed else 0
+
+
+# -- serve -------------------------------------------------------------------
+def serve(args: argparse.Namespace) -> int:
+    from .config_file import load_config
+
+    config = load_config(args.config)
+    if args.check:
+        print(f"{args.config}: OK, {len(config.services)} services")
+        return 0
+    return run_serve(config, args)
+
+
+def run_serve(config: ServeConfig, args: argparse.Namespace) -> int:
+    """Serve every service of ``config`` (or supervise ``workers`` processes that do)."""
+    ops = argparse.Namespace(argv=args.argv, workers=config.workers, graceful_timeout=config.server.graceful_timeout,
+                             metrics_host=config.metrics_host, metrics_port=config.metrics_port)
+    status = supervise(ops, [(s.host, s.port) for s in config.services])
+    if status is not None:
+        return status
+    return run(_serve_all(config, ops), config.loop)  # type: ignore[arg-type]
+
+
+async def _serve_all(config: ServeConfig, ops: argparse.Namespace) -> int:
+    from ..handlers import CommunicationContainerFetchHandler
+    from ..schema import FetchCommunicationService, StoreCommunicationService
+    from ..server import Processor, Server
+    from .run import serve_until_signalled
+    from .sources import open_source, open_target
+
+    async def fetch_handler(spec: ServiceSpec, source: str) -> Any:
+        return CommunicationContainerFetchHandler(await open_source(source, spec.backend, stack))
+
+    async with AsyncExitStack() as stack:
+        server = Server(config.server)
+        metrics = await open_metrics(ops, server, stack)
+        handlers: dict[str, Any] = {}
+        http_servers = []
+        for spec in config.services:  # open every backend before anything binds
+            observer = metrics.observer(spec.name) if metrics is not None else None
+            if spec.kind == "fetch":
+                handlers[spec.name] = handler = await fetch_handler(spec, spec.options["source"])
+                server.add_service(Processor(FetchCommunicationService, handler, observer=observer), spec.host,
+                                   spec.port)
+            elif spec.kind == "store":
+                handlers[spec.name] = handler = await open_target(spec.options["target"], spec.backend, stack)
+                server.add_service(Processor(StoreCommunicationService, handler, observer=observer), spec.host,
+                                   spec.port)
+            elif spec.kind == "relay":
+                from ..handlers.relay import RelayFetchHandler, RelayProcessor
+
+                host, _, port = spec.options["upstream"].rpartition(":")
+                relay = RelayFetchHandler(host, int(port), max_connections=spec.backend.backend_concurrency,
+                                          timeout=spec.backend.backend_timeout)
+                handlers[spec.name] = await stack.enter_async_context(relay)
+                server.add_service(RelayProcessor(relay, observer=observer), spec.host, spec.port)
+        for spec in config.services:
+            if spec.kind == "http":
+                http_servers.append(await _http_server(spec, handlers, fetch_handler, stack, config))
+        try:
+            for http in http_servers:
+                await http.start()
+                server.cleanups.append(http.aclose)
+            return await serve_until_signalled(server)
+        except OSError as exc:
+            if server.started.is_set():
+                raise
+            for http in http_servers:
+                await http.aclose()
+            raise UsageError(f"{config.path}: cannot listen: {exc.strerror or exc}") from exc
+
+
+async def _http_server(spec: ServiceSpec, handlers: dict[str, Any], fetch_handler: Any, stack: AsyncExitStack,
+                       config: ServeConfig) -> Any:
+    from ..http import HTTPServer, create_app
+    from .sources import open_target
+
+    opts = spec.options
+    fetch = handlers[opts["fetch"]] if "fetch" in opts else None
+    if "source" in opts:
+        fetch = await fetch_handler(spec, opts["source"])
+    store = handlers[opts["store"]] if "store" in opts else None
+    if "target" in opts:
+        store = await open_target(opts["target"], spec.backend, stack)
+    kwargs: dict[str, Any] = {"static_path": opts.get("static"), "cors": opts.get("cors", False)}
+    if "client_max_size" in opts:
+        kwargs["client_max_size"] = opts["client_max_size"]
+    app = create_app(fetch, store, **kwargs)
+    return HTTPServer(app, spec.host, spec.port, shutdown_timeout=config.server.graceful_timeout,
+                      reuse_port=is_worker())

@@ -1,0 +1,153 @@
+"""Prometheus metrics for servers: calls, latency, bytes out, connections, backend errors.
+
+One :class:`ServerMetrics` per process.  Hook it into dispatch with
+``Processor(service, handler, observer=metrics.observer("fetch"))``, let it
+watch each :class:`~aioaccess.server.ServerState` with :meth:`ServerMetrics.track`,
+and serve ``/metrics`` in the Prometheus text format on the running loop with
+:meth:`ServerMetrics.start_http`.
+
+With several worker processes (``--workers``) the supervisor sets
+``PROMETHEUS_MULTIPROC_DIR`` for its workers: each worker records into files
+there and the supervisor alone serves ``/metrics``, summed over workers
+(:func:`multiprocess_registry`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from .server.dispatch import CallObserver
+    from .server.server import ServerState
+
+__all__ = ["LATENCY_BUCKETS", "ServerMetrics", "multiprocess_enabled", "multiprocess_registry"]
+
+logger = logging.getLogger("aioaccess.metrics")
+
+#: Call latency buckets in seconds: 100 us to 30 s.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                   1.0, 2.5, 5.0, 10.0, 30.0)
+
+#: ServerState counters exported as Prometheus counters (attribute -> metric name, help).
+_STATE_COUNTERS = {
+    "total_connections": ("aioaccess_connections_accepted", "Connections accepted"),
+    "refused": ("aioaccess_connections_refused", "Connections refused at max_connections"),
+    "idle_closed": ("aioaccess_connections_idle_closed", "Connections closed by the idle timeout"),
+    "protocol_errors": ("aioaccess_protocol_errors", "Connections closed on bytes that are not framed Thrift"),
+}
+
+
+def multiprocess_enabled() -> bool:
+    """Whether this process records into ``PROMETHEUS_MULTIPROC_DIR`` (a supervised worker)."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def multiprocess_registry(path: str) -> CollectorRegistry:
+    """A registry summing what every worker recorded under ``path``."""
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)
+    return registry
+
+
+class ServerMetrics:
+    """The metrics of one server process, in their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.calls = Counter("aioaccess_calls", "Thrift calls answered, by service, method and outcome "
+                             "(ok, exception = a declared Thrift exception, error = an internal error)",
+                             ["service", "method", "outcome"], registry=r)
+        self.latency = Histogram("aioaccess_call_duration_seconds", "Time from a call's frame to its reply",
+                                 ["service", "method"], buckets=LATENCY_BUCKETS, registry=r)
+        self.bytes_out = Counter("aioaccess_reply_bytes", "Bytes of replies sent, by service and method",
+                                 ["service", "method"], registry=r)
+        self.backend_errors = Counter("aioaccess_backend_errors", "Calls that failed inside a handler or "
+                                      "its backend with an undeclared error", ["service", "method"], registry=r)
+        self.connections = Gauge("aioaccess_open_connections", "Client connections open now",
+                                 multiprocess_mode="livesum", registry=r)
+        self.state_counters = {attr: Counter(name, text, registry=r) for attr, (name, text) in _STATE_COUNTERS.items()}
+        self.states: list[ServerState] = []
+        self._seen: dict[tuple[int, str], int] = {}
+        self._refresher: asyncio.Task[None] | None = None
+
+    def observer(self, service: str) -> CallObserver:
+        """A ``Processor`` observer recording calls under the label ``service``."""
+        calls, latency, bytes_out, errors = self.calls, self.latency, self.bytes_out, self.backend_errors
+
+        def observe(method: str, outcome: str, seconds: float, reply_bytes: int) -> None:
+            calls.labels(service, method, outcome).inc()
+            latency.labels(service, method).observe(seconds)
+            bytes_out.labels(service, method).inc(reply_bytes)
+            if outcome == "error":
+                errors.labels(service, method).inc()
+
+        return observe
+
+    def track(self, state: ServerState) -> None:
+        """Export the open connections and connection counters of ``state``."""
+        self.states.append(state)
+
+    def refresh(self) -> None:
+        """Copy the tracked servers' connection numbers into the metrics."""
+        self.connections.set(sum(len(s.connections) for s in self.states))
+        for state in self.states:
+            for attr, counter in self.state_counters.items():
+                key = (id(state), attr)
+                value = getattr(state, attr)
+                delta = value - self._seen.get(key, 0)
+                if delta > 0:
+                    counter.inc(delta)
+                self._seen[key] = value
+
+    def render(self) -> bytes:
+        """The current metrics in the Prometheus text format."""
+        self.refresh()
+        return generate_latest(self.registry)
+
+    def start_refreshing(self, interval: float = 1.0) -> None:
+        """Refresh on the running loop every ``interval`` s (for a supervisor's scrapes of workers)."""
+        async def loop() -> None:
+            while True:
+                self.refresh()
+                await asyncio.sleep(interval)
+
+        if self._refresher is None:
+            self._refresher = asyncio.get_running_loop().create_task(loop())
+
+    async def aclose(self) -> None:
+        """Stop refreshing."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
+            self._refresher = None
+        self.refresh()
+
+    async def start_http(self, host: str = "127.0.0.1", port: int = 9100) -> web.AppRunner:
+        """Serve ``GET /metrics`` on the running loop; ``await runner.cleanup()`` stops it."""
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.Response:
+            return web.Response(body=self.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app = web.Application()
+        app.router.add_get("/metrics", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        logger.info("Serving metrics on http://%s:%d/metrics", host, runner.addresses[0][1])
+        return runner
