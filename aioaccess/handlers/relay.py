@@ -85,6 +85,10 @@ class RelayFetchHandler:
 
     async def _relay(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run ``call`` against the upstream; retry on connections it had closed."""
+        if asyncio.current_task() is None:
+            # The server may start a call outside any task (it only makes one when the call
+            # suspends); timeouts need a task, and yielding once gives us one.
+            await asyncio.sleep(0)
         # Every idle connection may be stale after an upstream restart; a fresh one is not.
         attempts = self.pool.max_connections + 1
         try:

@@ -1,0 +1,158 @@
+"""relay-server and http-server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from contextlib import AsyncExitStack
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..handlers import CommunicationContainerFetchHandler
+from ..handlers.relay import DEFAULT_RELAY_TIMEOUT, RelayFetchHandler, RelayProcessor
+from ..http.app import DEFAULT_CLIENT_MAX_SIZE, FETCH_PATH, STORE_PATH, HTTPServer, create_app
+from ..server import Server
+from .errors import UsageError
+from .options import add_server_options, server_config
+from .run import run, serve_until_signalled
+from .sources import add_backend_options, open_source, open_target
+
+__all__ = ["register"]
+
+logger = logging.getLogger("aioaccess.cli")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("relay-server", help="relay FetchCommunicationService calls to an upstream fetch server",
+                       description="Serve FetchCommunicationService (framed compact) by relaying every call, "
+                       "verbatim, to the fetch server at UPSTREAM_HOST:UPSTREAM_PORT over a bounded pool of "
+                       "persistent connections.  Upstream failures reach callers as ServicesException.")
+    p.add_argument("upstream_host", metavar="UPSTREAM_HOST")
+    p.add_argument("upstream_port", metavar="UPSTREAM_PORT", type=int)
+    _add_upstream_options(p)
+    add_server_options(p)
+    p.set_defaults(func=relay_server)
+
+    p = sub.add_parser("http-server", help="serve fetch/store over HTTP with TJSON (for browser clients)",
+                       description=f"Serve FetchCommunicationService at POST {FETCH_PATH} and (with --store-path) "
+                       f"StoreCommunicationService at POST {STORE_PATH}, in Apache Thrift's TJSONProtocol, plus "
+                       "static files.  FETCH_SOURCE is anything fetch-server takes: a directory, a .zip, a "
+                       "Communications file, redis://, s3://, fetch://HOST:PORT (relay) or 'sample'.")
+    p.add_argument("fetch_source", metavar="FETCH_SOURCE")
+    p.add_argument("--store-path", metavar="TARGET",
+                   help="store Communications here (a directory, redis:// or s3://); no store endpoint without it")
+    p.add_argument("--no-fsync", action="store_true", help="directory stores: do not fsync before acknowledging")
+    p.add_argument("--static-path", metavar="DIR", help="serve the files in DIR (e.g. HTML and JavaScript)")
+    p.add_argument("--cors", action="store_true",
+                   help="send 'Access-Control-Allow-Origin: *' and answer CORS preflight requests")
+    p.add_argument("--client-max-size", type=int, default=DEFAULT_CLIENT_MAX_SIZE,
+                   help=f"largest request body in bytes (default: {DEFAULT_CLIENT_MAX_SIZE})")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    p.add_argument("--graceful-timeout", type=float, default=30.0,
+                   help="seconds shutdown waits for requests in flight (default: 30)")
+    p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                   help="event loop implementation (default: auto = uvloop when installed)")
+    _add_upstream_options(p, relay_only=True)
+    add_backend_options(p)
+    p.set_defaults(func=http_server)
+
+
+def _add_upstream_options(parser: argparse.ArgumentParser, relay_only: bool = False) -> None:
+    group = parser.add_argument_group("upstream options" + (" (fetch:// sources)" if relay_only else ""))
+    group.add_argument("--upstream-connections", type=int, default=64,
+                       help="persistent connections to the upstream at most (default: 64)")
+    group.add_argument("--upstream-timeout", type=float, default=DEFAULT_RELAY_TIMEOUT,
+                       help="seconds a relayed call may take before it fails with ServicesException "
+                       f"(default: {DEFAULT_RELAY_TIMEOUT:g})")
+
+
+def _relay_handler(host: str, port: int, args: argparse.Namespace) -> RelayFetchHandler:
+    if args.upstream_connections < 1:
+        raise UsageError(f"--upstream-connections must be >= 1, not {args.upstream_connections}")
+    if args.upstream_timeout <= 0:
+        raise UsageError(f"--upstream-timeout must be > 0, not {args.upstream_timeout}")
+    if not 0 < port < 65536:
+        raise UsageError(f"upstream port {port} is out of range")
+    return RelayFetchHandler(host, port, max_connections=args.upstream_connections, timeout=args.upstream_timeout)
+
+
+async def _check_upstream(handler: RelayFetchHandler) -> None:
+    """Log whether the upstream answers; the relay starts either way and recovers when it does."""
+    try:
+        await handler.alive()
+    except Exception as exc:  # noqa: BLE001 - only logged
+        logger.warning("Upstream %s does not answer yet (%s); relaying anyway", handler.upstream,
+                       getattr(exc, "message", None) or exc)
+    else:
+        logger.info("Relaying to the fetch service at %s", handler.upstream)
+
+
+def relay_server(args: argparse.Namespace) -> int:
+    if getattr(args, "workers", 1) > 1:  # --workers N: this process only supervises
+        from .ops_commands import supervise
+
+        if (status := supervise(args)) is not None:
+            return int(status)
+    return run(_relay_server(args), args.loop)
+
+
+async def _relay_server(args: argparse.Namespace) -> int:
+    config = server_config(args)
+    async with AsyncExitStack() as stack:
+        handler = _relay_handler(args.upstream_host, args.upstream_port, args)
+        stack.push_async_callback(handler.aclose)
+        await _check_upstream(handler)
+        server = Server(config)
+        server.add_service(RelayProcessor(handler), args.host, args.port)
+        try:
+            return await serve_until_signalled(server)
+        except OSError as exc:
+            if server.started.is_set():
+                raise
+            raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+
+
+def http_server(args: argparse.Namespace) -> int:
+    return run(_http_server(args), args.loop)
+
+
+async def _open_fetch_handler(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> Any:
+    if spec.startswith("fetch://"):
+        parts = urlsplit(spec)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or port is None:
+            raise UsageError(f"bad fetch source {spec!r}: expected fetch://HOST:PORT")
+        handler = _relay_handler(parts.hostname, port, args)
+        stack.push_async_callback(handler.aclose)
+        await _check_upstream(handler)
+        return handler
+    return CommunicationContainerFetchHandler(await open_source(spec, args, stack))
+
+
+async def _http_server(args: argparse.Namespace) -> int:
+    if args.client_max_size < 1:
+        raise UsageError(f"--client-max-size must be >= 1, not {args.client_max_size}")
+    async with AsyncExitStack() as stack:
+        fetch_handler = await _open_fetch_handler(args.fetch_source, args, stack)
+        store_handler = None
+        if args.store_path is not None:
+            store_handler = await open_target(args.store_path, args, stack)
+            if callable(getattr(store_handler, "aclose", None)):
+                stack.push_async_callback(store_handler.aclose)
+        try:
+            app = create_app(fetch_handler, store_handler, static_path=args.static_path, cors=args.cors,
+                             client_max_size=args.client_max_size)
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from exc
+        http = HTTPServer(app, args.host, args.port, shutdown_timeout=args.graceful_timeout)
+        try:
+            await http.start()
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+        stack.push_async_callback(http.aclose)
+        # A Thrift Server with no listeners gives the HTTP server the same signal handling and lifecycle.
+        return await serve_until_signalled(Server())
