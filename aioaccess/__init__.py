@@ -41,6 +41,7 @@ from .handlers import (
     CommunicationContainerFetchHandler,
     DirectoryBackedStoreHandler,
     RedisHashBackedStoreHandler,
+    RelayFetchHandler,
     S3BackedStoreHandler,
 )
 from .schema import *  # noqa: F403 - the Concrete types, by name
@@ -68,6 +69,7 @@ __all__ = [
     "ProtocolError",
     "RedisHashBackedCommunicationContainer",
     "RedisHashBackedStoreHandler",
+    "RelayFetchHandler",
     "S3BackedCommunicationContainer",
     "S3BackedStoreHandler",
     "Server",

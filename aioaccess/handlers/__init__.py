@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .fetch import CommunicationContainerFetchHandler
 from .redis_store import RedisHashBackedStoreHandler
+from .relay import RelayFetchHandler
 from .s3_store import S3BackedStoreHandler
 from .store import DirectoryBackedStoreHandler, StoreHandler, validate_comm_id
 
@@ -11,6 +12,7 @@ __all__ = [
     "CommunicationContainerFetchHandler",
     "DirectoryBackedStoreHandler",
     "RedisHashBackedStoreHandler",
+    "RelayFetchHandler",
     "S3BackedStoreHandler",
     "StoreHandler",
     "validate_comm_id",
