@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus-dir", required=True, help="directory of [ID].comm files")
     parser.add_argument("-k", type=int, default=1, help="Communications in the reply")
     args = parser.parse_args(argv)
-    names = sorted(os.listdir(args.corpus_dir))[: args.k]
+    # The k Communications closest to the corpus's mean size: replies as large as the real servers' on average.
+    sizes = {name: os.path.getsize(os.path.join(args.corpus_dir, name)) for name in os.listdir(args.corpus_dir)}
+    mean = sum(sizes.values()) / len(sizes)
+    names = sorted(sizes, key=lambda name: abs(sizes[name] - mean))[: args.k]
     comms = []
     for name in names:
         with open(os.path.join(args.corpus_dir, name), "rb") as f:
