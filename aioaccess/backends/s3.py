@@ -21,6 +21,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..exceptions import BackendUnavailable
+from ._task import ensure_task
 from .base import CommunicationContainer
 
 __all__ = [
@@ -89,6 +90,7 @@ def _error_code(exc: ClientError) -> str:
 
 async def s3_call(awaitable: Awaitable[T], what: str, timeout: float | None) -> T:
     """Await an S3 request; failures and overruns become BackendUnavailable (ClientError 404s pass through)."""
+    await ensure_task()
     try:
         async with asyncio.timeout(timeout):
             return await awaitable
@@ -114,11 +116,13 @@ class S3BackedCommunicationContainer(CommunicationContainer):
     NAME = "s3"
 
     def __init__(self, client: Any, bucket: str, prefix_len: int = DEFAULT_S3_KEY_PREFIX_LEN, *,
-                 max_concurrency: int = DEFAULT_S3_CONCURRENCY, timeout: float | None = DEFAULT_S3_TIMEOUT) -> None:
+                 max_concurrency: int = DEFAULT_S3_CONCURRENCY, timeout: float | None = DEFAULT_S3_TIMEOUT,
+                 list_page_size: int = 1000) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix_len = prefix_len
         self.timeout = timeout
+        self.list_page_size = list_page_size
         self._limit = asyncio.Semaphore(max_concurrency)
 
     async def _get_one(self, comm_id: str) -> bytes | None:
@@ -136,6 +140,7 @@ class S3BackedCommunicationContainer(CommunicationContainer):
                 return None
 
     async def _get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
+        await ensure_task()
         unique = list(dict.fromkeys(ids))
         if len(unique) == 1:
             raw = await self._get_one(unique[0])
@@ -149,7 +154,7 @@ class S3BackedCommunicationContainer(CommunicationContainer):
 
     async def _iter_ids(self) -> AsyncIterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=self.bucket).__aiter__()
+        pages = paginator.paginate(Bucket=self.bucket, PaginationConfig={"PageSize": self.list_page_size}).__aiter__()
         while True:
             try:
                 page = await s3_call(pages.__anext__(), f"LIST s3://{self.bucket}", self.timeout)

@@ -3,21 +3,32 @@
 Detection mirrors concrete-python's fetch-server: point it at a directory,
 a zip, a Communications file, ``redis://``, ``s3://`` or ``fetch://`` and it
 picks the container.  ``sample:`` is the small corpus shipped with aioaccess.
+Remote backends are checked at startup (Redis PING, S3 HEAD bucket, a fetch
+count), so a bad SOURCE or TARGET fails at once in one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import tarfile
+import zipfile
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..backends import CommunicationContainer, DirectoryBackedCommunicationContainer
+from ..codec import CodecError
+from ..exceptions import AioaccessError, BackendUnavailable
 from ..handlers import DirectoryBackedStoreHandler
 from .errors import UsageError
 
 __all__ = ["add_backend_options", "open_source", "open_target", "sample_path"]
+
+Opener = Callable[[str, argparse.Namespace, AsyncExitStack], Awaitable[Any]]
 
 
 def sample_path() -> str:
@@ -34,6 +45,11 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--endpoint-url", help="S3 endpoint URL (default: AWS; credentials from the environment)")
     group.add_argument("--max-file-size", type=int, default=1 << 30,
                        help="largest Communications file loaded into memory, in bytes (default: 1 GiB)")
+    group.add_argument("--backend-timeout", type=float, default=10.0,
+                       help="seconds a Redis, S3 or upstream fetch operation may take before the call fails "
+                       "with ServicesException (default: 10)")
+    group.add_argument("--backend-concurrency", type=int, default=64,
+                       help="S3 requests / upstream connections kept in flight at most (default: 64)")
 
 
 async def open_source(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> CommunicationContainer:
@@ -62,15 +78,130 @@ async def open_target(spec: str, args: argparse.Namespace, stack: AsyncExitStack
 
 
 async def _open_file_source(path: str, args: argparse.Namespace, stack: AsyncExitStack) -> CommunicationContainer:
-    if path.endswith(".zip"):
-        from ..backends.zip import ZipFileBackedCommunicationContainer
+    try:
+        if zipfile.is_zipfile(path):
+            from ..backends.zip import ZipFileBackedCommunicationContainer
 
-        return await stack.enter_async_context(ZipFileBackedCommunicationContainer(path))
-    from ..backends.memory import MemoryBackedCommunicationContainer
+            return await stack.enter_async_context(ZipFileBackedCommunicationContainer(path))
+        from ..backends.memory import MemoryBackedCommunicationContainer
 
-    return await stack.enter_async_context(MemoryBackedCommunicationContainer(path, max_file_size=args.max_file_size))
+        return await stack.enter_async_context(
+            MemoryBackedCommunicationContainer(path, max_file_size=args.max_file_size))
+    except (AioaccessError, CodecError, OSError, tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
+        raise UsageError(f"cannot load source {path!r}: {exc}") from exc
 
 
-# Scheme -> opener; the backends that need client libraries register here.
-_SOURCE_SCHEMES: dict[str, Any] = {}
-_TARGET_SCHEMES: dict[str, Any] = {}
+# -- redis://HOST:PORT/DB --------------------------------------------------
+async def _open_redis(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> Any:
+    from ..backends.redis import make_redis_client, redis_call
+
+    if not args.redis_key:
+        raise UsageError(f"{spec} needs --redis-key KEY (the hash holding the Communications)")
+    try:
+        client = make_redis_client(spec, socket_timeout=args.backend_timeout,
+                                   connect_timeout=min(args.backend_timeout, 5.0))
+    except ValueError as exc:
+        raise UsageError(f"bad Redis URL {spec!r}: {exc}") from exc
+    stack.push_async_callback(client.aclose)
+    try:
+        await redis_call(client.ping(), "PING", args.backend_timeout)
+    except BackendUnavailable as exc:
+        raise UsageError(f"cannot reach Redis at {spec}: {exc.reason}") from exc
+    return client
+
+
+async def _redis_source(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> CommunicationContainer:
+    from ..backends.redis import RedisHashBackedCommunicationContainer
+
+    client = await _open_redis(spec, args, stack)
+    return RedisHashBackedCommunicationContainer(client, args.redis_key, timeout=args.backend_timeout)
+
+
+async def _redis_target(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> Any:
+    from ..handlers.redis_store import RedisHashBackedStoreHandler
+
+    client = await _open_redis(spec, args, stack)
+    return RedisHashBackedStoreHandler(client, args.redis_key, timeout=args.backend_timeout)
+
+
+# -- s3://BUCKET -------------------------------------------------------------
+async def _open_s3(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> tuple[Any, str]:
+    from botocore.exceptions import BotoCoreError
+
+    from ..backends.s3 import check_bucket, make_s3_client
+
+    bucket = spec.split("://", 1)[1].strip("/")
+    if not bucket or "/" in bucket:
+        raise UsageError(f"bad S3 source/target {spec!r}: expected s3://BUCKET")
+    if args.prefix_len < 0:
+        raise UsageError(f"--prefix-len must be >= 0, not {args.prefix_len}")
+    if logging.getLogger().level > logging.DEBUG:  # "Found credentials in ..." is noise unless debugging
+        for name in ("aiobotocore.credentials", "botocore.credentials"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        client = await stack.enter_async_context(make_s3_client(
+            args.endpoint_url, connect_timeout=min(args.backend_timeout, 5.0), read_timeout=args.backend_timeout,
+            max_pool_connections=args.backend_concurrency))
+    except (BotoCoreError, ValueError) as exc:
+        raise UsageError(f"cannot make an S3 client: {exc}") from exc
+    where = args.endpoint_url or "AWS"
+    try:
+        await check_bucket(client, bucket, timeout=args.backend_timeout * 2)
+    except BackendUnavailable as exc:
+        raise UsageError(f"S3 bucket {bucket!r} at {where} is not usable: {exc.reason}") from exc
+    return client, bucket
+
+
+async def _s3_source(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> CommunicationContainer:
+    from ..backends.s3 import S3BackedCommunicationContainer
+
+    client, bucket = await _open_s3(spec, args, stack)
+    return S3BackedCommunicationContainer(client, bucket, args.prefix_len, max_concurrency=args.backend_concurrency,
+                                          timeout=args.backend_timeout * 2)
+
+
+async def _s3_target(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> Any:
+    from ..handlers.s3_store import S3BackedStoreHandler
+
+    client, bucket = await _open_s3(spec, args, stack)
+    return S3BackedStoreHandler(client, bucket, args.prefix_len, max_concurrency=args.backend_concurrency,
+                                timeout=args.backend_timeout * 2)
+
+
+# -- fetch://HOST:PORT -----------------------------------------------------
+async def _fetch_source(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> CommunicationContainer:
+    from ..backends.fetch import FetchBackedCommunicationContainer
+
+    parts = urlsplit(spec)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise UsageError(f"bad fetch source {spec!r}: expected fetch://HOST:PORT")
+    container = FetchBackedCommunicationContainer(parts.hostname, port, max_connections=args.backend_concurrency,
+                                                  timeout=args.backend_timeout)
+    stack.push_async_callback(container.aclose)
+    try:
+        await container.count()
+    except BackendUnavailable as exc:
+        raise UsageError(f"cannot reach the fetch service at {parts.hostname}:{port}: {exc.reason}") from exc
+    except Exception as exc:  # it answered, but not as a FetchCommunicationService
+        raise UsageError(f"{parts.hostname}:{port} is not a usable fetch service: {exc}") from exc
+    return container
+
+
+# Scheme -> opener.
+_SOURCE_SCHEMES: dict[str, Opener] = {
+    "redis": _redis_source,
+    "rediss": _redis_source,
+    "unix": _redis_source,
+    "s3": _s3_source,
+    "fetch": _fetch_source,
+}
+_TARGET_SCHEMES: dict[str, Opener] = {
+    "redis": _redis_target,
+    "rediss": _redis_target,
+    "unix": _redis_target,
+    "s3": _s3_target,
+}

@@ -1,0 +1,158 @@
+"""``aioaccess store-server`` / ``fetch-server`` end to end, per backend, driven by concrete-python's clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from concrete.access.ttypes import FetchRequest
+from concrete.util import write_communication_to_buffer
+from concrete.util.access_wrapper import FetchCommunicationClientWrapper, StoreCommunicationClientWrapper
+from conftest import concrete_comms, unused_port
+
+pytestmark = pytest.mark.interop
+
+N = 15
+
+
+def _wait_for_port(proc: subprocess.Popen[bytes], port: int, log: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            with open(log, encoding="utf-8", errors="replace") as f:
+                output = f.read()
+            raise AssertionError(f"aioaccess did not listen on {port} (exit {proc.poll()}):\n{output}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def cli_server(tmp_path: Any, *argv: str) -> Iterator[int]:
+    """Run ``python -m aioaccess ARGV --port P`` until the block ends; SIGTERM must exit 0."""
+    port = unused_port()
+    log = os.fspath(tmp_path / f"server-{port}.log")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "aioaccess", *argv, "--port", str(port)],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(proc, port, log)
+        yield port
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, open(log, encoding="utf-8", errors="replace").read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(params=["directory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("s3", marks=pytest.mark.s3)])
+def backend_spec(request: pytest.FixtureRequest, tmp_path: Any) -> list[str]:
+    """SOURCE/TARGET plus options for one backend, empty and ready."""
+    if request.param == "directory":
+        path = tmp_path / "store"
+        path.mkdir()
+        return [os.fspath(path)]
+    if request.param == "redis":
+        return [request.getfixturevalue("redis_server"), "--redis-key", f"cli-{uuid.uuid4().hex}"]
+    import boto3
+
+    endpoint = request.getfixturevalue("s3_server")
+    bucket = f"cli-{uuid.uuid4().hex}"
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    try:
+        s3.create_bucket(Bucket=bucket)
+    finally:
+        s3.close()
+    return [f"s3://{bucket}", "--endpoint-url", endpoint]
+
+
+def test_store_then_fetch_through_the_cli(tmp_path: Any, backend_spec: list[str]) -> None:
+    comms = concrete_comms(N, prefix=f"cli-{uuid.uuid4().hex[:6]}")
+    expected = {c.id: write_communication_to_buffer(c) for c in comms}
+    with cli_server(tmp_path, "store-server", *backend_spec) as port:
+        with StoreCommunicationClientWrapper("127.0.0.1", port) as client:
+            for comm in comms:
+                client.store(comm)
+    with cli_server(tmp_path, "fetch-server", *backend_spec) as port:
+        with FetchCommunicationClientWrapper("127.0.0.1", port) as client:
+            ids = list(expected)
+            result = client.fetch(FetchRequest(communicationIds=[*reversed(ids), "absent"]))
+            assert [write_communication_to_buffer(c) for c in result.communications] == \
+                [expected[i] for i in reversed(ids)]
+            assert client.getCommunicationCount() == N
+            listed = client.getCommunicationIDs(0, N + 5)
+            assert sorted(listed) == sorted(ids)
+            assert client.getCommunicationIDs(3, 4) == listed[3:7]
+
+
+def _run_cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "aioaccess", *argv, "--port", str(unused_port())],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def _assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_missing_source(tmp_path: Any) -> None:
+    missing = os.fspath(tmp_path / "nope")
+    _assert_one_line_error(_run_cli("fetch-server", missing), missing, "does not exist")
+
+
+@pytest.mark.redis
+def test_unreachable_redis() -> None:
+    url = f"redis://127.0.0.1:{unused_port()}/0"
+    _assert_one_line_error(_run_cli("fetch-server", url, "--redis-key", "k"), "Redis", url)
+    _assert_one_line_error(_run_cli("store-server", url, "--redis-key", "k"), "Redis", url)
+
+
+def test_redis_key_is_required() -> None:
+    _assert_one_line_error(_run_cli("store-server", "redis://127.0.0.1:6379/0"), "--redis-key")
+
+
+@pytest.mark.s3
+def test_missing_bucket(s3_server: str) -> None:
+    _assert_one_line_error(_run_cli("fetch-server", "s3://no-such-bucket", "--endpoint-url", s3_server),
+                           "no-such-bucket", "does not exist")
+    _assert_one_line_error(_run_cli("store-server", "s3://no-such-bucket", "--endpoint-url", s3_server),
+                           "no-such-bucket", "does not exist")
+
+
+@pytest.mark.s3
+def test_unreachable_s3_endpoint(s3_server: str) -> None:
+    endpoint = f"http://127.0.0.1:{unused_port()}"
+    _assert_one_line_error(_run_cli("fetch-server", "s3://bucket", "--endpoint-url", endpoint,
+                                    "--backend-timeout", "2"), endpoint)
+
+
+def test_unreachable_fetch_upstream() -> None:
+    _assert_one_line_error(_run_cli("fetch-server", f"fetch://127.0.0.1:{unused_port()}"), "fetch service")
+
+
+def test_fetch_source_relays_another_aioaccess_server(tmp_path: Any, comm_dir: str, cp_comms: list[Any]) -> None:
+    with cli_server(tmp_path, "fetch-server", comm_dir) as upstream:
+        with cli_server(tmp_path, "fetch-server", f"fetch://127.0.0.1:{upstream}") as port:
+            with FetchCommunicationClientWrapper("127.0.0.1", port) as client:
+                result = client.fetch(FetchRequest(communicationIds=[cp_comms[2].id, cp_comms[7].id]))
+                assert [write_communication_to_buffer(c) for c in result.communications] == \
+                    [write_communication_to_buffer(cp_comms[2]), write_communication_to_buffer(cp_comms[7])]
+                assert client.getCommunicationCount() == len(cp_comms)
