@@ -80,7 +80,10 @@ class RelayFetchHandler:
 
     def unavailable(self, exc: BaseException) -> ServicesException:
         """The ServicesException callers get when the upstream cannot answer."""
-        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError) and not str(exc):
+            reason = f"no reply from {self.upstream} within {self.timeout:g} s"
+        else:
+            reason = str(exc) or type(exc).__name__
         return ServicesException(message=f"upstream fetch service {self.upstream} unavailable: {reason}")
 
     async def _relay(self, call: Callable[[], Awaitable[T]]) -> T:
