@@ -110,7 +110,7 @@ class Supervisor:
             if code == STARTUP_FAILURE and lived < STARTUP_WINDOW:
                 logger.error("Worker %d [pid %d] failed to start (exit %d); stopping", worker.index,
                              worker.process.pid, code)
-                return 1
+                return code
             logger.warning("Worker %d [pid %d] died (exit %s) after %.1f s; restarting", worker.index,
                            worker.process.pid, code, lived)
             if lived < 1.0:
