@@ -65,7 +65,8 @@ class TJSONMessage(NamedTuple):
 def parse_message(data: bytes | str) -> TJSONMessage:
     """Parse ``[1,"name",type,seqid,{args}]``; raise TJSONError saying what is wrong."""
     try:
-        doc = json.loads(data)
+        # Apache's own writer leaves control characters in strings unescaped: accept them.
+        doc = json.loads(data, strict=False)
     except (ValueError, UnicodeDecodeError) as exc:
         raise TJSONError(f"malformed JSON: {exc}") from exc
     if not isinstance(doc, list) or len(doc) not in (4, 5):

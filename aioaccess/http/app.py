@@ -80,7 +80,8 @@ class TJSONEndpoint:
                         if callable(getattr(handler, name, None))}
         self.fast_fetch = "fetch" in self.methods and hasattr(handler, "fetch_raw")
 
-    async def __call__(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
+        """The aiohttp request handler."""
         if request.content_type not in ACCEPTED_CONTENT_TYPES:
             raise _bad(web.HTTPUnsupportedMediaType,
                        f"unsupported content type {request.content_type!r}: expected {CONTENT_TYPE}")
@@ -194,7 +195,7 @@ def create_app(fetch_handler: Any = None, store_handler: Any = None, *, static_p
         if handler is None:
             continue
         app[key] = handler
-        app.router.add_post(path, TJSONEndpoint(service, handler))
+        app.router.add_post(path, TJSONEndpoint(service, handler).handle)
         if cors:
             app.router.add_route("OPTIONS", path, _preflight)
     if static_path is not None:
