@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from contextlib import AsyncExitStack
 from typing import Any
 from urllib.parse import urlsplit
@@ -136,6 +137,8 @@ async def _open_fetch_handler(spec: str, args: argparse.Namespace, stack: AsyncE
 async def _http_server(args: argparse.Namespace) -> int:
     if args.client_max_size < 1:
         raise UsageError(f"--client-max-size must be >= 1, not {args.client_max_size}")
+    if args.static_path is not None and not os.path.isdir(args.static_path):
+        raise UsageError(f"static path {args.static_path} is not a directory")
     async with AsyncExitStack() as stack:
         fetch_handler = await _open_fetch_handler(args.fetch_source, args, stack)
         store_handler = None
