@@ -143,6 +143,8 @@ class Processor:
         ids = parse_fetch_request_ids(msg, header.body_offset)
         if ids is None:
             args = codec.decode(msg, self.methods["fetch"].args_cls, header.body_offset)[0]
+            if args.request is None:
+                raise ProtocolError("fetch() arguments hold no FetchRequest")
             ids = list(args.request.communicationIds or ())
         comms = await self.handler.fetch_raw(ids)
         return build_fetch_reply(header.seqid, comms)

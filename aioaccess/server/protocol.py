@@ -61,6 +61,7 @@ class FramedProtocol(asyncio.Protocol):
         self.busy = False  # a request is being answered
         self.closing = False  # close once the current reply is out
         self.refused = False
+        self.eof = False  # the peer has half-closed: close once pending calls are answered
         self.last_frame_at = 0.0
         self.idle_handle: asyncio.TimerHandle | None = None
         self.write_paused = False
@@ -87,6 +88,12 @@ class FramedProtocol(asyncio.Protocol):
             self.idle_handle.cancel()
         self.pending.clear()
         self.transport = None
+
+    def eof_received(self) -> bool:
+        """The peer stopped sending: answer the calls already received, then close."""
+        self.eof = True
+        # True keeps the transport open for the replies still owed.
+        return self.busy or bool(self.pending)
 
     def shutdown(self) -> None:
         """Close now if idle; else after the reply in progress."""
@@ -177,7 +184,7 @@ class FramedProtocol(asyncio.Protocol):
             self.state.tasks.add(self.task)
             self.task.add_done_callback(self.state.tasks.discard)
             return
-        if self.closing and self.transport is not None:
+        if (self.closing or self.eof) and self.transport is not None:
             self.transport.close()
 
     async def _finish(self, awaitable: Any) -> None:

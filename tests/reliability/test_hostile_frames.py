@@ -1,0 +1,243 @@
+"""Hostile frames against live servers: each closes its connection or gets a Thrift exception, nobody else notices.
+
+Inputs come from hypothesis: garbage bytes, valid lengths with garbage,
+negative and absurd lengths, truncated frames, wrong protocol ids and versions,
+unknown methods, deep nesting and huge declared container sizes inside
+otherwise valid ``fetch``/``store`` frames, and random byte flips of valid
+frames.  Every input goes on its own connection, which is then half-closed: the
+server must answer with whole, well-formed REPLY/EXCEPTION frames (or nothing)
+and close.  After every batch concrete-python's client still gets the right
+Communications.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any
+
+import pytest
+from _reliability import (
+    AioaccessProcess,
+    ThreadedServer,
+    add_figure,
+    call_frame,
+    concrete_fetch,
+    drain_replies,
+    rss_kb,
+    set_figure,
+    walk_files,
+)
+from concrete.util import read_communication_from_file
+from concrete.util import write_communication_to_buffer as cp_write
+from concrete.util import write_communication_to_file as cp_write_file
+from conftest import concrete_comms
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aioaccess import (
+    CommunicationContainerFetchHandler,
+    DirectoryBackedCommunicationContainer,
+    DirectoryBackedStoreHandler,
+    FetchCommunicationServiceWrapper,
+    ServerConfig,
+    StoreCommunicationServiceWrapper,
+)
+from aioaccess.wire.messages import encode_varint
+
+MAX_FRAME = 1 << 20
+IDS = [f"comm-{i}" for i in range(8)]
+FUZZ_SETTINGS = settings(max_examples=int(os.environ.get("AIOACCESS_FUZZ_EXAMPLES", "400")), deadline=None,
+                         database=None, suppress_health_check=list(HealthCheck))
+
+
+def _fetch_body(ids: list[str]) -> bytes:
+    # fetch_args{1: FetchRequest{1: list<string>}}
+    body = b"\x1c\x19" + (bytes(((len(ids) << 4) | 8,)) if len(ids) < 15 else b"\xf8" + encode_varint(len(ids)))
+    for i in ids:
+        raw = i.encode()
+        body += encode_varint(len(raw)) + raw
+    return body + b"\x00\x00"
+
+
+VALID_FETCH = call_frame("fetch", _fetch_body(IDS[:3]), seqid=7)
+VALID_STORE = call_frame("store", b"\x1c" + cp_write(concrete_comms(1, "stored")[0]) + b"\x00", seqid=9)
+METHODS = ["fetch", "store", "about", "alive", "getCommunicationCount", "getCommunicationIDs"]
+
+
+def _framed(payload: bytes) -> bytes:
+    return len(payload).to_bytes(4, "big") + payload
+
+
+def _nested(depth: int, kind: int) -> bytes:
+    # depth levels of struct fields (kind 0) or list<list<...>> headers (kind 1) inside fetch_args.request
+    if kind == 0:
+        return b"\x1c" * depth
+    return b"\x1c\x19" + b"\x19" * depth
+
+
+@st.composite
+def hostile_frames(draw: Any) -> bytes:
+    kind = draw(st.sampled_from([
+        "garbage", "framed-garbage", "absurd-length", "truncated", "protocol-id", "version", "message-type",
+        "unknown-method", "deep", "huge-container", "huge-string", "flip", "method-garbage", "pipelined",
+    ]))
+    valid = draw(st.sampled_from([VALID_FETCH, VALID_STORE]))
+    if kind == "garbage":
+        return draw(st.binary(min_size=1, max_size=512))
+    if kind == "framed-garbage":
+        return _framed(draw(st.binary(min_size=0, max_size=512)))
+    if kind == "absurd-length":
+        size = draw(st.one_of(st.integers(MAX_FRAME + 1, 2**32 - 1), st.integers(2**31, 2**32 - 1), st.just(0)))
+        return struct.pack(">I", size) + draw(st.binary(max_size=64))
+    if kind == "truncated":
+        return valid[: draw(st.integers(1, len(valid) - 1))]
+    if kind == "protocol-id":
+        return valid[:4] + bytes((draw(st.integers(0, 255).filter(lambda b: b != 0x82)),)) + valid[5:]
+    if kind == "version":
+        return valid[:5] + bytes(((valid[5] & 0xE0) | draw(st.integers(0, 31).filter(lambda v: v != 1)),)) + valid[6:]
+    if kind == "message-type":
+        return valid[:5] + bytes(((draw(st.integers(0, 7).filter(lambda t: t not in (1, 4))) << 5) | 1,)) + valid[6:]
+    if kind == "unknown-method":
+        name = draw(st.text(min_size=0, max_size=40).filter(lambda n: n not in METHODS))
+        return call_frame(name, draw(st.binary(max_size=64)))
+    if kind == "deep":
+        method = draw(st.sampled_from(["fetch", "store"]))
+        return call_frame(method, _nested(draw(st.integers(50, 20_000)), draw(st.integers(0, 1))))
+    if kind == "huge-container":
+        method = draw(st.sampled_from(["fetch", "store"]))
+        size = encode_varint(draw(st.integers(15, 2**35)))
+        ctype = draw(st.sampled_from([b"\x19\xf8", b"\x19\xfc", b"\x1a\xfb", b"\x1b"]))
+        tail = draw(st.binary(max_size=32))
+        if ctype == b"\x1b":  # map: varint size then key/value types
+            return call_frame(method, b"\x1c" + ctype + size + b"\x88" + tail)
+        return call_frame(method, b"\x1c" + ctype + size + tail)
+    if kind == "huge-string":
+        method = draw(st.sampled_from(["fetch", "store"]))
+        return call_frame(method, b"\x1c\x18" + encode_varint(draw(st.integers(1, 2**35))) + b"abc")
+    if kind == "flip":
+        buf = bytearray(valid)
+        for _ in range(draw(st.integers(1, 8))):
+            pos = draw(st.integers(4, len(buf) - 1))
+            buf[pos] = draw(st.integers(0, 255))
+        return bytes(buf)
+    if kind == "method-garbage":
+        return call_frame(draw(st.sampled_from(METHODS)), draw(st.binary(max_size=256)),
+                          seqid=draw(st.integers(0, 2**31 - 1)))
+    # pipelined: a valid call, then garbage on the same connection
+    return VALID_FETCH + draw(st.binary(min_size=1, max_size=128))
+
+
+def _check_one(port: int, data: bytes) -> None:
+    closed, _kinds = drain_replies(port, data)
+    assert closed, f"server neither answered nor closed on {data[:80]!r}"
+    add_figure("bad_inputs_tried")
+
+
+def _check_well_behaved(port: int, comms: dict[str, Any]) -> None:
+    got = concrete_fetch(port, IDS)
+    assert [c.id for c in got] == IDS
+    for comm in got:
+        assert comm.text == comms[comm.id].text
+
+
+@pytest.fixture
+def fuzz_dir(tmp_path: Any) -> tuple[str, dict[str, Any]]:
+    path = tmp_path / "comms"
+    path.mkdir()
+    comms = {c.id: c for c in concrete_comms(len(IDS))}
+    for comm in comms.values():
+        cp_write_file(comm, os.fspath(path / f"{comm.id}.comm"))
+    return os.fspath(path), comms
+
+
+def _run_batches(port: int, comms: dict[str, Any], batches: int) -> None:
+    for _ in range(batches):
+        @FUZZ_SETTINGS
+        @given(hostile_frames())
+        def batch(data: bytes) -> None:
+            _check_one(port, data)
+
+        batch()
+        _check_well_behaved(port, comms)
+
+
+def test_fuzzed_frames_in_process_fetch_server(fuzz_dir: tuple[str, dict[str, Any]]) -> None:
+    path, comms = fuzz_dir
+    handler = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(path))
+    wrapper = FetchCommunicationServiceWrapper(handler, config=ServerConfig(max_frame_size=MAX_FRAME, idle_timeout=5))
+    with ThreadedServer(wrapper) as server:
+        _run_batches(server.port, comms, 2)
+
+
+def test_fuzzed_frames_in_process_store_server(tmp_path: Any) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    handler = DirectoryBackedStoreHandler(os.fspath(store), fsync=False)
+    wrapper = StoreCommunicationServiceWrapper(handler, config=ServerConfig(max_frame_size=MAX_FRAME, idle_timeout=5))
+    with ThreadedServer(wrapper) as server:
+
+        @FUZZ_SETTINGS
+        @given(hostile_frames())
+        def batch(data: bytes) -> None:
+            _check_one(server.port, data)
+
+        batch()
+        # A well-behaved store still works, and nothing but whole .comm files landed, all inside the store.
+        closed, kinds = drain_replies(server.port, VALID_STORE)
+        assert closed and kinds == [2]
+    for path in walk_files(os.fspath(tmp_path)):
+        assert os.path.dirname(path) == os.fspath(store), path
+        if path.endswith(".comm"):
+            read_communication_from_file(path)
+    assert os.path.exists(store / "stored-0.comm")
+
+
+def test_specific_hostile_frames_answer_or_close(fuzz_dir: tuple[str, dict[str, Any]]) -> None:
+    """The named cases, each with the outcome it must have."""
+    path, comms = fuzz_dir
+    handler = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(path))
+    wrapper = FetchCommunicationServiceWrapper(handler, config=ServerConfig(max_frame_size=MAX_FRAME, idle_timeout=5))
+    exception, reply = 3, 2
+    cases: list[tuple[bytes, list[int] | None]] = [
+        (b"\xff\xff\xff\xf0" + b"x" * 16, []),  # negative length: closed, no reply
+        (struct.pack(">I", MAX_FRAME + 1), []),  # over the limit: refused before buffering
+        (b"\x00\x00\x00\x00", []),  # zero length
+        (b"GET / HTTP/1.1\r\n\r\n", []),  # another protocol
+        (_framed(b"\x80\x01\x00\x01" + b"\x00" * 12), []),  # binary protocol id
+        (call_frame("nope", b"\x00"), [exception]),  # unknown method
+        (call_frame("fetch", b"\x1c" * 5000), [exception]),  # deep nesting
+        (call_frame("fetch", b"\x1c\x19\xf8" + encode_varint(2**31 - 1) + b"\x00"), [exception]),  # huge list
+        (call_frame("fetch", b"\x1c\x1b" + encode_varint(2**30) + b"\x88\x00"), [exception]),  # huge map
+        (call_frame("fetch", b"\x00"), [exception]),  # no FetchRequest at all
+        (call_frame("fetch", b"\x1c\x00\x00"), [reply]),  # empty FetchRequest: no ids, empty result
+        (VALID_FETCH[:-3], []),  # truncated: closed at EOF
+        # A good call and a bad length in one read: answered or not, then closed.
+        (VALID_FETCH + b"\xff\xff\xff\xff", None),
+    ]
+    with ThreadedServer(wrapper) as server:
+        for data, expected in cases:
+            closed, kinds = drain_replies(server.port, data)
+            assert closed, data[:40]
+            assert kinds == expected or (expected is None and kinds in ([], [reply])), (data[:40], kinds)
+            add_figure("bad_inputs_tried")
+        _check_well_behaved(server.port, comms)
+
+
+@pytest.mark.slow
+def test_fuzzed_frames_subprocess_fetch_server_rss_bounded(fuzz_dir: tuple[str, dict[str, Any]]) -> None:
+    path, comms = fuzz_dir
+    with AioaccessProcess("fetch-server", path, "--max-frame-size", str(MAX_FRAME), "--idle-timeout", "5") as server:
+        _check_well_behaved(server.port, comms)
+        before = rss_kb(server.pid)
+        _run_batches(server.port, comms, 3)
+        # Frames up to the limit, declared and then abandoned mid-way, on many connections.
+        for _ in range(50):
+            closed, kinds = drain_replies(server.port, struct.pack(">I", MAX_FRAME) + b"\x82" * (MAX_FRAME // 2))
+            assert closed and kinds == []
+            add_figure("bad_inputs_tried")
+        _check_well_behaved(server.port, comms)
+        after = rss_kb(server.pid)
+        assert server.alive()
+    set_figure("fuzz_rss_kb", {"before": before, "after": after})
+    assert after - before < 100 * 1024, f"RSS grew from {before} KiB to {after} KiB under fuzzing"
