@@ -156,3 +156,34 @@ def test_fetch_source_relays_another_aioaccess_server(tmp_path: Any, comm_dir: s
                 assert [write_communication_to_buffer(c) for c in result.communications] == \
                     [write_communication_to_buffer(cp_comms[2]), write_communication_to_buffer(cp_comms[7])]
                 assert client.getCommunicationCount() == len(cp_comms)
+
+
+@pytest.mark.parametrize("kind", ["tgz", "zip-without-extension"])
+def test_file_sources_are_detected_by_content(tmp_path: Any, kind: str) -> None:
+    from concrete.util.file_io import CommunicationWriterTGZ, CommunicationWriterZip
+
+    comms = concrete_comms(4, prefix=f"file-{kind}")
+    path = os.fspath(tmp_path / ("comms.tgz" if kind == "tgz" else "comms.data"))
+    writer = CommunicationWriterTGZ(path) if kind == "tgz" else CommunicationWriterZip(path)
+    with writer:
+        for comm in comms:
+            writer.write(comm, f"{comm.id}.comm")
+    with cli_server(tmp_path, "fetch-server", path) as port:
+        with FetchCommunicationClientWrapper("127.0.0.1", port) as client:
+            assert client.getCommunicationIDs(0, 10) == [c.id for c in comms]
+            result = client.fetch(FetchRequest(communicationIds=[comms[1].id]))
+            assert write_communication_to_buffer(result.communications[0]) == write_communication_to_buffer(comms[1])
+
+
+def test_a_file_over_max_file_size_is_refused_in_one_line(tmp_path: Any) -> None:
+    path = tmp_path / "big.comm"
+    path.write_bytes(write_communication_to_buffer(concrete_comms(1)[0]))
+    size = path.stat().st_size
+    _assert_one_line_error(_run_cli("fetch-server", os.fspath(path), "--max-file-size", "100"),
+                           f"{size} bytes", "100 bytes")
+
+
+def test_a_corrupt_file_is_refused_in_one_line(tmp_path: Any) -> None:
+    path = tmp_path / "cut.comm"
+    path.write_bytes(write_communication_to_buffer(concrete_comms(1)[0])[:-7])
+    _assert_one_line_error(_run_cli("fetch-server", os.fspath(path)), "cut.comm", "corrupt")
