@@ -32,7 +32,9 @@ class Connection:
 
     @property
     def is_connected(self) -> bool:
-        return self._writer is not None and not self._writer.is_closing()
+        """Open, and the server has not closed its end (an idle timeout or a restart)."""
+        return (self._writer is not None and not self._writer.is_closing()
+                and self._reader is not None and not self._reader.at_eof())
 
     def next_seqid(self) -> int:
         return next(self._seqids) & 0x7FFFFFFF
@@ -48,30 +50,57 @@ class Connection:
             raise ConnectionError(f"cannot connect to {self.host}:{self.port}: {exc or 'timed out'}") from exc
 
     async def call(self, message: bytes, *, oneway: bool = False) -> bytes:
-        """Send one framed message and return the reply frame's payload."""
+        """Send one framed message and return the reply frame's payload.
+
+        A reused connection the server closed while it sat idle (its idle
+        timeout, a restart) is replaced and the call sent once more; that is
+        safe because nothing of it was answered, and fetch, store (by id) and
+        the service calls are idempotent.
+        """
         async with self._lock:
-            if not self.is_connected:
-                await self.connect()
-            assert self._reader is not None and self._writer is not None
-            try:
-                async with asyncio.timeout(self.timeout):
-                    self._writer.write(message)
-                    await self._writer.drain()
-                    if oneway:
-                        return b""
-                    head = await self._reader.readexactly(4)
-                    size = int.from_bytes(head, "big")
-                    if size == 0 or size > self.max_frame_size:
-                        raise ProtocolError(f"reply frame of {size} bytes is outside 1..{self.max_frame_size}")
-                    return await self._reader.readexactly(size)
-            except BaseException as exc:
-                # The stream is in an unknown state: never reuse it.
+            reused = self.is_connected
+            if not reused:
                 self._abort()
-                if isinstance(exc, asyncio.IncompleteReadError):
-                    raise ConnectionError(f"{self.host}:{self.port} closed the connection") from exc
-                if isinstance(exc, TimeoutError):
-                    raise TimeoutError(f"no reply from {self.host}:{self.port} within {self.timeout} s") from exc
-                raise
+                await self.connect()
+            try:
+                return await self._exchange(message, oneway)
+            except _ClosedBeforeReply as exc:
+                if not reused:
+                    raise ConnectionError(f"{self.host}:{self.port} closed the connection") from exc.__cause__
+            await self.connect()
+            try:
+                return await self._exchange(message, oneway)
+            except _ClosedBeforeReply as exc:
+                raise ConnectionError(f"{self.host}:{self.port} closed the connection") from exc.__cause__
+
+    async def _exchange(self, message: bytes, oneway: bool) -> bytes:
+        # Locals: ``aclose()`` from another task must not pull the streams from under us.
+        reader, writer = self._reader, self._writer
+        assert reader is not None and writer is not None
+        head = b""
+        try:
+            async with asyncio.timeout(self.timeout):
+                writer.write(message)
+                await writer.drain()
+                if oneway:
+                    return b""
+                head = await reader.readexactly(4)
+                size = int.from_bytes(head, "big")
+                if size == 0 or size > self.max_frame_size:
+                    raise ProtocolError(f"reply frame of {size} bytes is outside 1..{self.max_frame_size}")
+                return await reader.readexactly(size)
+        except BaseException as exc:
+            # The stream is in an unknown state: never reuse it.
+            self._abort()
+            if isinstance(exc, asyncio.IncompleteReadError):
+                if not head and not exc.partial:
+                    raise _ClosedBeforeReply() from exc
+                raise ConnectionError(f"{self.host}:{self.port} closed the connection") from exc
+            if isinstance(exc, ConnectionResetError | BrokenPipeError) and not head:
+                raise _ClosedBeforeReply() from exc
+            if isinstance(exc, TimeoutError):
+                raise TimeoutError(f"no reply from {self.host}:{self.port} within {self.timeout} s") from exc
+            raise
 
     def _abort(self) -> None:
         if self._writer is not None:
@@ -95,6 +124,10 @@ class Connection:
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.aclose()
+
+
+class _ClosedBeforeReply(Exception):
+    """The server closed the connection before any byte of the reply."""
 
 
 class PoolTimeout(AioaccessError, TimeoutError):

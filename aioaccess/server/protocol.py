@@ -75,6 +75,7 @@ class FramedProtocol(asyncio.Protocol):
         if len(self.state.connections) >= self.config.max_connections:
             self.refused = True
             self.state.refused += 1
+            self.state.refusing.add(self)
             logger.warning("Refusing connection: %d open (max_connections)", len(self.state.connections))
             self.idle_handle = self.loop.call_later(5.0, transport.close)
             return
@@ -84,6 +85,7 @@ class FramedProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
+        self.state.refusing.discard(self)
         if self.idle_handle is not None:
             self.idle_handle.cancel()
         self.pending.clear()

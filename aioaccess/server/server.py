@@ -30,6 +30,8 @@ class ServerState:
 
     config: ServerConfig
     connections: set[FramedProtocol] = field(default_factory=set)
+    #: Connections over ``max_connections``, held only to send the refusal.
+    refusing: set[FramedProtocol] = field(default_factory=set)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     total_connections: int = 0
     total_requests: int = 0
@@ -109,6 +111,8 @@ class Server:
             if listener.server is not None:
                 listener.server.close()
         for conn in list(self.state.connections):
+            conn.shutdown()
+        for conn in list(self.state.refusing):
             conn.shutdown()
         grace = self.config.graceful_timeout
         if self.state.tasks:
