@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from hashlib import md5
 from typing import Any, TypeVar
@@ -60,17 +61,37 @@ def unprefix_s3_key(prefixed_key_str: str, prefix_len: int) -> str:
     return prefixed_key_str[prefix_len:]
 
 
+def _drop_expect_continue(request: Any, **kwargs: Any) -> None:
+    """PutObject without ``Expect: 100-continue``: one round trip per PUT instead of two, and less CPU."""
+    request.headers.pop("Expect", None)
+
+
 @contextlib.asynccontextmanager
 async def make_s3_client(endpoint_url: str | None = None, *, max_attempts: int = 3, connect_timeout: float = 5.0,
                          read_timeout: float = 20.0, max_pool_connections: int = DEFAULT_S3_CONCURRENCY,
-                         region_name: str | None = None, **options: Any) -> AsyncIterator[Any]:
-    """One long-lived aiobotocore S3 client, closed on exit.
+                         region_name: str | None = None, client: str | None = None,
+                         **options: Any) -> AsyncIterator[Any]:
+    """One long-lived S3 client, closed on exit.
 
     Credentials and region come from the standard AWS environment.  Retries
     use botocore's ``standard`` mode with ``max_attempts``; the connection
     pool holds ``max_pool_connections`` (size it to the concurrency used).
-    Extra ``options`` go to ``AioConfig``.
+    Extra ``options`` go to ``AioConfig``.  ``client`` picks the
+    implementation (default: ``$AIOACCESS_S3_CLIENT``, else aiobotocore):
+    ``"aiobotocore"``, or ``"fast"`` for ``s3_fast.FastS3Client`` (same API
+    subset, about 2.5x less CPU per request).
     """
+    kind = client or os.environ.get("AIOACCESS_S3_CLIENT") or "aiobotocore"
+    if kind == "fast":
+        from .s3_fast import make_fast_s3_client
+
+        async with make_fast_s3_client(endpoint_url, max_attempts=max_attempts, connect_timeout=connect_timeout,
+                                       read_timeout=read_timeout, max_pool_connections=max_pool_connections,
+                                       region_name=region_name) as fast:
+            yield fast
+        return
+    if kind != "aiobotocore":
+        raise ValueError(f"unknown S3 client {kind!r} (choose aiobotocore or fast)")
     config = AioConfig(
         retries={"mode": "standard", "max_attempts": max_attempts},
         connect_timeout=connect_timeout,
@@ -80,8 +101,9 @@ async def make_s3_client(endpoint_url: str | None = None, *, max_attempts: int =
     )
     session = get_session()
     async with session.create_client("s3", endpoint_url=endpoint_url, region_name=region_name,
-                                     config=config) as client:
-        yield client
+                                     config=config) as s3:
+        s3.meta.events.register("before-send.s3.PutObject", _drop_expect_continue)
+        yield s3
 
 
 def _error_code(exc: ClientError) -> str:

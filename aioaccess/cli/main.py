@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .. import __version__
-from . import commands, http_commands, ops_commands
+from . import bench, commands, http_commands, ops_commands
 from .errors import UsageError
 
 __all__ = ["build_parser", "main"]
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser = add_parser  # type: ignore[method-assign]
     commands.register(sub)
+    bench.register(sub)
     http_commands.register(sub)
     ops_commands.register(sub)
     return parser

@@ -1,0 +1,124 @@
+"""A TCP proxy that adds a fixed delay in each direction, to look like a distant region.
+
+Every chunk read from one side is written to the other ``delay`` seconds
+later, in order; bandwidth is not limited.  A round trip through the proxy
+therefore costs ``2 * delay`` more than without it.  Plain TCP: put it in
+front of a local ``http://`` endpoint (TLS passes through, but certificates
+name the real host, not the proxy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+__all__ = ["LatencyProxy", "latency_proxy"]
+
+logger = logging.getLogger("aioaccess.bench.proxy")
+
+_CHUNK = 256 * 1024
+
+
+class LatencyProxy:
+    """Listens on ``host:port`` (0: any free port) and forwards to ``upstream``, ``delay`` seconds each way."""
+
+    def __init__(self, upstream_host: str, upstream_port: int, delay: float, *, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        if delay < 0:
+            raise ValueError(f"delay must be >= 0, not {delay}")
+        self.upstream = (upstream_host, upstream_port)
+        self.delay = delay
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, backlog=1024)
+        self.port = self._server.sockets[0].getsockname()[1]
+        logger.info("Latency proxy %s:%d -> %s:%d, %.1f ms each way", self.host, self.port, *self.upstream,
+                    self.delay * 1e3)
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> LatencyProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _serve(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(c_writer)
+        u_writer: asyncio.StreamWriter | None = None
+        try:
+            u_reader, u_writer = await asyncio.open_connection(*self.upstream)
+            self._writers.add(u_writer)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._pipe(c_reader, u_writer))
+                tg.create_task(self._pipe(u_reader, c_writer))
+        except (OSError, ExceptionGroup) as exc:
+            logger.debug("proxy connection ended: %r", exc)
+        finally:
+            self._tasks.discard(task)
+            for writer in (c_writer, u_writer):
+                if writer is not None:
+                    self._writers.discard(writer)
+                    writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Copy ``reader`` to ``writer`` through a delay line; EOF is delayed too."""
+        loop = asyncio.get_running_loop()
+        line: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await line.get()
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if not data:
+                    if writer.can_write_eof():
+                        writer.write_eof()
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        sender = asyncio.create_task(deliver())
+        try:
+            while True:
+                data = await reader.read(_CHUNK)
+                line.put_nowait((loop.time() + self.delay, data))
+                if not data:
+                    break
+            await sender
+        finally:
+            sender.cancel()
+
+
+@contextlib.asynccontextmanager
+async def latency_proxy(upstream_host: str, upstream_port: int, delay: float) -> AsyncIterator[LatencyProxy]:
+    """A started ``LatencyProxy`` on a free local port, closed on exit."""
+    proxy = LatencyProxy(upstream_host, upstream_port, delay)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.aclose()
