@@ -27,6 +27,9 @@ __all__ = ["FramedProtocol"]
 logger = logging.getLogger("aioaccess.server")
 
 _INTERNAL_ERROR = 6
+#: Stop reading a connection while this much is queued behind a call in flight.
+_MAX_BACKLOG_BYTES = 4 << 20
+_MAX_BACKLOG_FRAMES = 256
 
 
 @types.coroutine
@@ -58,6 +61,8 @@ class FramedProtocol(asyncio.Protocol):
         self.decoder = FrameDecoder(self.config.max_frame_size)
         self.transport: asyncio.Transport | None = None
         self.pending: deque[bytes] = deque()
+        self.pending_bytes = 0
+        self.backlog_paused = False  # reading paused: too much queued behind a slow call
         self.busy = False  # a request is being answered
         self.closing = False  # close once the current reply is out
         self.refused = False
@@ -89,6 +94,7 @@ class FramedProtocol(asyncio.Protocol):
         if self.idle_handle is not None:
             self.idle_handle.cancel()
         self.pending.clear()
+        self.pending_bytes = 0
         self.transport = None
 
     def eof_received(self) -> bool:
@@ -111,8 +117,22 @@ class FramedProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.transport is not None and not self.transport.is_closing():
+        if self.transport is not None and not self.transport.is_closing() and not self.backlog_paused:
             self.transport.resume_reading()
+
+    def _update_reading(self) -> None:
+        """Pause reading while a pipelining client has queued too much behind a call in flight."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        full = self.pending_bytes >= _MAX_BACKLOG_BYTES or len(self.pending) >= _MAX_BACKLOG_FRAMES
+        if full and not self.backlog_paused:
+            self.backlog_paused = True
+            transport.pause_reading()
+        elif not full and self.backlog_paused:
+            self.backlog_paused = False
+            if not self.write_paused:
+                transport.resume_reading()
 
     # -- idle timeout ---------------------------------------------------
     def _arm_idle(self) -> None:
@@ -149,8 +169,11 @@ class FramedProtocol(asyncio.Protocol):
             self._refuse(frames[0])
             return
         self.pending.extend(frames)
+        self.pending_bytes += sum(map(len, frames))
         if not self.busy:
             self._run()
+        else:
+            self._update_reading()
 
     def _refuse(self, msg: bytes) -> None:
         assert self.transport is not None
@@ -172,6 +195,7 @@ class FramedProtocol(asyncio.Protocol):
         """Answer pending frames in order until one must wait on I/O."""
         while self.pending and self.transport is not None and not self.closing:
             msg = self.pending.popleft()
+            self.pending_bytes -= len(msg)
             coro = self.processor.process(msg)
             try:
                 yielded = coro.send(None)
@@ -185,9 +209,11 @@ class FramedProtocol(asyncio.Protocol):
             self.task = self.loop.create_task(self._finish(_resume(coro, yielded)))
             self.state.tasks.add(self.task)
             self.task.add_done_callback(self.state.tasks.discard)
+            self._update_reading()
             return
         if (self.closing or self.eof) and self.transport is not None:
             self.transport.close()
+        self._update_reading()
 
     async def _finish(self, awaitable: Any) -> None:
         try:
