@@ -89,11 +89,22 @@ class _Paginator:
     def __init__(self, client: FastS3Client) -> None:
         self.client = client
 
-    async def _pages(self, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
-        token = None
+    async def _pages(self, PaginationConfig: Mapping[str, Any] | None = None,  # noqa: N803
+                     **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        config = PaginationConfig or {}
+        if config.get("PageSize"):
+            kwargs["MaxKeys"] = int(config["PageSize"])
+        left = config.get("MaxItems")
+        token = config.get("StartingToken")
         while True:
+            if left is not None:
+                kwargs["MaxKeys"] = min(int(left), kwargs.get("MaxKeys", 1000))
             page = await self.client.list_objects_v2(**kwargs, **({"ContinuationToken": token} if token else {}))
             yield page
+            if left is not None:
+                left -= len(page.get("Contents", ()))
+                if left <= 0:
+                    return
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return

@@ -1,0 +1,264 @@
+"""Store servers with an S3 target, side by side: aioaccess's store-server vs concrete-python's.
+
+One run, one moto S3 endpoint, one corpus (written by concrete-python, see
+``benchmarks/corpus.py``), one bucket per server.  Both servers get the same
+pre-built framed-compact ``store`` calls from one closed-loop load generator
+(``aioaccess.bench``) at 1, 16 and 64 concurrent connections, levels
+interleaved between servers.  For each level we record stores/s, latency,
+and the CPU seconds each process used (``/proc/PID/stat`` utime+stime):
+the store server's, moto's and the load generator's.
+
+concrete-python's ``s3-store-concrete-server.py`` runs unchanged; boto 2
+finds the endpoint in a ``BOTO_CONFIG`` file (``s3_host``/``s3_port``,
+plain HTTP, path-style calls).  aioaccess runs ``aioaccess store-server
+s3://BUCKET --endpoint-url ...`` once per S3 client named in ``--clients``
+(``AIOACCESS_S3_CLIENT``).
+
+    python -m benchmarks.bench_s3_store [--count 2000] [--clients aiobotocore,fast]
+
+writes ``benchmarks/results/s3-<date>.json`` and prints the table and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import logging
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from benchmarks.corpus import ensure_corpus
+from benchmarks.loadgen import proc_cpu_seconds
+
+__all__ = ["main"]
+
+logger = logging.getLogger("benchmarks.bench_s3_store")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONCRETE_SCRIPT = "s3-store-concrete-server.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout} s")
+
+
+class Procs:
+    """Subprocesses started by this run, stopped (TERM, then KILL) at exit; logs in one folder."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logdir = tempfile.mkdtemp(prefix="bench-s3-store-")
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = open(os.path.join(self.logdir, f"{name}.log"), "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def boto_config(path: str, host: str, port: int) -> None:
+    """boto 2 settings that point ``connect_s3()`` at ``host:port`` over plain HTTP, path-style."""
+    with open(path, "w") as f:
+        f.write(f"[Credentials]\ns3_host = {host}\ns3_port = {port}\n"
+                "[Boto]\nis_secure = False\nnum_retries = 0\n"
+                "[s3]\ncalling_format = boto.s3.connection.OrdinaryCallingFormat\n")
+
+
+async def measure(port: int, frames: list[tuple[bytes, int]], concurrency: int, count: int,
+                  pids: dict[str, int]) -> dict[str, Any]:
+    """One closed-loop phase of ``count`` stores; CPU of every process in ``pids`` per store."""
+    from aioaccess.bench.stats import run_phase
+    from aioaccess.bench.thrift import FramedCaller
+
+    caller = FramedCaller("127.0.0.1", port, "store")
+
+    async def store(index: int) -> int:
+        frame, size = frames[index % len(frames)]
+        await caller.call(frame)
+        return size
+
+    try:
+        await run_phase({"store": store}, concurrency, count=min(concurrency, count))  # connect, warm up
+        before = {name: proc_cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
+        result = await run_phase({"store": store}, concurrency, count=count, timeout=60.0)
+        after = {name: proc_cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
+    finally:
+        await caller.aclose()
+    row = result.rows("store")[0]
+    row["cpu_ms_per_store"] = {name: (after[name] - before[name]) / count * 1e3 for name in pids}
+    row["cpu_ms_per_store"]["loadgen"] = row.pop("cpu_s_per_1000_ops")
+    row.pop("cpu_s")
+    return row
+
+
+async def bucket_count(endpoint: str, bucket: str) -> int:
+    from aioaccess.backends.s3 import make_s3_client
+
+    n = 0
+    async with make_s3_client(endpoint) as client:
+        async for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            n += len(page.get("Contents", ()))
+    return n
+
+
+async def make_buckets(endpoint: str, names: list[str]) -> None:
+    from aioaccess.backends.s3 import make_s3_client
+
+    async with make_s3_client(endpoint) as client:
+        for name in names:
+            await client.create_bucket(Bucket=name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=2000, help="stores per server and level (default: 2000)")
+    parser.add_argument("--concurrency", default="1,16,64", help="levels (default: 1,16,64)")
+    parser.add_argument("-n", type=int, default=1000, help="corpus size (Communications, default: 1000)")
+    parser.add_argument("--size", type=int, default=6000, help="bytes per Communication (default: 6000)")
+    parser.add_argument("--clients", default="aiobotocore,fast",
+                        help="aioaccess S3 clients to run, comma-separated (default: aiobotocore,fast)")
+    parser.add_argument("--endpoint-url", help="use this S3 endpoint instead of starting moto_server")
+    parser.add_argument("--out", help="JSON report (default: benchmarks/results/s3-<date>.json)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ.setdefault(name, value)
+    concrete_script = shutil.which(CONCRETE_SCRIPT)
+    if concrete_script is None:
+        parser.error(f"{CONCRETE_SCRIPT} is not on PATH (pip install concrete==4.18.2)")
+    levels = [int(c) for c in args.concurrency.split(",")]
+    clients = [c for c in args.clients.split(",") if c]
+    corpus = ensure_corpus(args.n, args.size)
+    from aioaccess.bench.thrift import build_store_frames
+
+    frames = build_store_frames([(i, corpus.raw(i)) for i in corpus.ids()])
+
+    procs = Procs()
+    try:
+        endpoint = args.endpoint_url
+        moto_pid = None
+        if endpoint is None:
+            moto_port = free_port()
+            moto = procs.start("moto", ["moto_server", "-H", "127.0.0.1", "-p", str(moto_port)])
+            wait_port(moto_port, moto, "moto_server")
+            endpoint, moto_pid = f"http://127.0.0.1:{moto_port}", moto.pid
+        host_port = endpoint.split("://", 1)[1].rstrip("/")
+        s3_host, _, s3_port = host_port.rpartition(":")
+        servers: dict[str, tuple[int, int, str]] = {}  # name -> (pid, port, bucket)
+        stamp = time.strftime("%H%M%S")
+        names = ["concrete-python"] + [f"aioaccess-{c}" for c in clients]
+        buckets = {name: f"bench-{name.replace('_', '-')}-{stamp}".lower() for name in names}
+        asyncio.run(make_buckets(endpoint, list(buckets.values())))
+
+        cfg = os.path.join(procs.logdir, "boto.cfg")
+        boto_config(cfg, s3_host, int(s3_port or 80))
+        port = free_port()
+        proc = procs.start("concrete-python", [sys.executable, concrete_script, buckets["concrete-python"],
+                                               "--host", "127.0.0.1", "--port", str(port), "-l", "warning"],
+                           env={"BOTO_CONFIG": cfg})
+        wait_port(port, proc, "s3-store-concrete-server.py")
+        servers["concrete-python"] = (proc.pid, port, buckets["concrete-python"])
+        aioaccess = shutil.which("aioaccess") or "aioaccess"
+        for client in clients:
+            name = f"aioaccess-{client}"
+            port = free_port()
+            proc = procs.start(name, [aioaccess, "-l", "WARNING", "store-server", f"s3://{buckets[name]}",
+                                      "--endpoint-url", endpoint, "--host", "127.0.0.1", "--port", str(port),
+                                      "--backend-concurrency", str(max(levels))],
+                               env={"AIOACCESS_S3_CLIENT": client})
+            wait_port(port, proc, name)
+            servers[name] = (proc.pid, port, buckets[name])
+
+        rows: list[dict[str, Any]] = []
+        for level in levels:
+            for name, (pid, port, _) in servers.items():
+                pids = {"server": pid, **({"moto": moto_pid} if moto_pid else {})}
+                row = asyncio.run(measure(port, frames, level, args.count, pids))
+                row["server"] = name
+                rows.append(row)
+                cpu = row["cpu_ms_per_store"]
+                print(f"{name:>24} c={level:<3} {row['ops_per_s']:8.1f} stores/s  p99 {row['latency_ms']['p99']:7.1f}"
+                      f" ms  server CPU {cpu['server']:.3f} ms/store  moto {cpu.get('moto', 0):.3f}  "
+                      f"errors {row['errors'] or 0}", flush=True)
+        stored = {name: asyncio.run(bucket_count(endpoint, bucket)) for name, (_, _, bucket) in servers.items()}
+    finally:
+        procs.stop_all()
+
+    def pick(name: str, level: int) -> dict[str, Any]:
+        return next(r for r in rows if r["server"] == name and r["concurrency"] == level)
+
+    ratios: dict[str, Any] = {}
+    for client in clients:
+        name = f"aioaccess-{client}"
+        ratios[name] = {
+            f"c{level}": {
+                "server_cpu_per_store_vs_concrete": pick(name, level)["cpu_ms_per_store"]["server"]
+                / max(pick("concrete-python", level)["cpu_ms_per_store"]["server"], 1e-9),
+                "stores_per_s_vs_concrete": pick(name, level)["ops_per_s"]
+                / max(pick("concrete-python", level)["ops_per_s"], 1e-9),
+            } for level in levels}
+    report = {
+        "benchmark": "bench_s3_store",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "endpoint": "moto_server (local)" if args.endpoint_url is None else args.endpoint_url,
+        "corpus": {"n": corpus.n, "size": corpus.size, "mean_bytes": corpus.mean_size()},
+        "count_per_level": args.count,
+        "environment": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "objects_in_bucket": stored,
+        "rows": rows,
+        "ratios": ratios,
+    }
+    out = args.out or os.path.join(HERE, "results", f"s3-{datetime.date.today().isoformat()}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    print(f"\nobjects in each bucket: {stored}")
+    for name, per_level in ratios.items():
+        for level, r in per_level.items():
+            print(f"{name} {level}: server CPU/store {r['server_cpu_per_store_vs_concrete']:.2f}x concrete-python's, "
+                  f"stores/s {r['stores_per_s_vs_concrete']:.2f}x")
+    print(f"report: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
