@@ -159,7 +159,8 @@ def read_string_field(buf: bytes | bytearray | memoryview, field_id: int, offset
 def decode(buf: bytes | bytearray | memoryview, cls: type, offset: int = 0) -> tuple[Any, int]:
     """Decode one struct of thriftpy2 class ``cls`` at ``offset``; return (object, end offset)."""
     end = skip(buf, offset)
-    proto = TCompactProtocol(TMemoryBuffer(bytes(memoryview(buf)[offset:end])))
+    # strict_decode: invalid UTF-8 raises (thriftpy2 would hand back bytes), as the C codec does.
+    proto = TCompactProtocol(TMemoryBuffer(bytes(memoryview(buf)[offset:end])), strict_decode=True)
     obj = cls()
     try:
         proto.read_struct(obj)
