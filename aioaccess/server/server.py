@@ -78,19 +78,29 @@ class Server:
     async def startup(self) -> None:
         """Bind every listener."""
         loop = asyncio.get_running_loop()
-        for listener in self.listeners:
-            def factory(p: Processor = listener.processor) -> FramedProtocol:
-                return FramedProtocol(p, self.state)
+        try:
+            for listener in self.listeners:
+                def factory(p: Processor = listener.processor) -> FramedProtocol:
+                    return FramedProtocol(p, self.state)
 
-            if listener.sock is not None:
-                listener.server = await loop.create_server(factory, sock=listener.sock, backlog=self.config.backlog)
-            else:
-                listener.server = await loop.create_server(
-                    factory, listener.host, listener.port, backlog=self.config.backlog,
-                    reuse_address=True, reuse_port=self.config.reuse_port or None,
-                )
-            logger.info("Serving %s on %s:%d", type(listener.processor.handler).__name__,
-                        listener.host, listener.bound_port)
+                if listener.sock is not None:
+                    listener.server = await loop.create_server(factory, sock=listener.sock,
+                                                               backlog=self.config.backlog)
+                else:
+                    listener.server = await loop.create_server(
+                        factory, listener.host, listener.port, backlog=self.config.backlog,
+                        reuse_address=True, reuse_port=self.config.reuse_port or None,
+                    )
+                logger.info("Serving %s on %s:%d", type(listener.processor.handler).__name__,
+                            listener.host, listener.bound_port)
+        except BaseException:
+            # One address failed: release the ones already bound before reporting it.
+            for listener in self.listeners:
+                if listener.server is not None:
+                    listener.server.close()
+                    await listener.server.wait_closed()
+                    listener.server = None
+            raise
         self.started.set()
 
     async def serve(self) -> None:

@@ -221,3 +221,19 @@ async def test_refused_connections_are_closed_at_shutdown(comm_dir: str) -> None
         w.close()
         await w.wait_closed()
     gc.collect()
+
+
+async def test_failed_startup_releases_listeners_already_bound(comm_dir: str) -> None:
+    handler = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(comm_dir))
+    processor = Processor(FetchCommunicationService, handler)
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        server = Server()
+        first = server.add_service(processor, "127.0.0.1", 0)
+        server.add_service(processor, "127.0.0.1", blocker.getsockname()[1])
+        with pytest.raises(OSError):
+            await server.startup()
+    assert first.server is None
+    assert not server.started.is_set()
+    gc.collect()  # an unclosed listening socket would warn here
