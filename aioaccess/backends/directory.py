@@ -6,8 +6,10 @@ import asyncio
 import gzip
 import logging
 import os
+import zlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 
+from ..exceptions import CorruptCommunication
 from .base import CommunicationContainer
 
 __all__ = ["DirectoryBackedCommunicationContainer", "read_file_nowait"]
@@ -43,6 +45,13 @@ def _read_file(path: str) -> bytes:
         return f.read()
 
 
+def _gunzip(comm_id: str, path: str, data: bytes) -> bytes:
+    try:
+        return gzip.decompress(data)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise CorruptCommunication(comm_id, f"{path} does not gunzip: {exc}") from exc
+
+
 class DirectoryBackedCommunicationContainer(CommunicationContainer):
     """Maps ids to files found (recursively) under ``directory_path``.
 
@@ -68,12 +77,12 @@ class DirectoryBackedCommunicationContainer(CommunicationContainer):
                     self.comm_id_to_comm_path[comm_id] = os.path.join(root, basename)
         logger.info("Indexed %d Communication files under %s", len(self.comm_id_to_comm_path), self.directory_path)
 
-    def _read_now(self, path: str) -> bytes | None:
+    def _read_now(self, comm_id: str, path: str) -> bytes | None:
         data = read_file_nowait(path)
         if data is not None and path.endswith(".gz"):
             if len(data) > 65536:
                 return None  # leave big decompressions to the thread
-            data = gzip.decompress(data)
+            data = _gunzip(comm_id, path, data)
         return data
 
     @staticmethod
@@ -85,7 +94,7 @@ class DirectoryBackedCommunicationContainer(CommunicationContainer):
             except FileNotFoundError:
                 logger.error("Communication file %s has gone", path)
                 continue
-            found[comm_id] = gzip.decompress(data) if path.endswith(".gz") else data
+            found[comm_id] = _gunzip(comm_id, path, data) if path.endswith(".gz") else data
         return found
 
     async def _get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
@@ -96,7 +105,7 @@ class DirectoryBackedCommunicationContainer(CommunicationContainer):
             if path is None:
                 continue
             try:
-                data = self._read_now(path)
+                data = self._read_now(comm_id, path)
             except FileNotFoundError:
                 logger.error("Communication file %s has gone", path)
                 continue

@@ -130,3 +130,21 @@ def test_missing_directory_is_refused(tmp_path: Any) -> None:
 def test_unsupported_container_type() -> None:
     with pytest.raises(TypeError, match="list"):
         CommunicationContainerFetchHandler([1, 2, 3])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [50, 200_000])  # small: read in place; big: read in a worker thread
+async def test_corrupt_gz_file_is_a_services_exception(comm_dir: str, size: int) -> None:
+    good = gzip.compress(os.urandom(size))
+    with open(os.path.join(comm_dir, "nogz.gz"), "wb") as f:
+        f.write(b"not gzip" * (size // 8))
+    with open(os.path.join(comm_dir, "cut.gz"), "wb") as f:
+        f.write(good[: len(good) // 2])
+    handler = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(comm_dir))
+    for comm_id in ("nogz", "cut"):
+        with pytest.raises(CorruptCommunication, match=comm_id):
+            await handler.fetch_raw([comm_id])
+    async with FetchCommunicationServiceWrapper(handler).serving() as listener:
+        async with FetchCommunicationClient.connect("127.0.0.1", listener.bound_port, timeout=5) as client:
+            with pytest.raises(ServicesException, match="gunzip"):
+                await client.fetch_raw(["cut"])
+            assert await client.getCommunicationCount() == 12
