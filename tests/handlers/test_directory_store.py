@@ -188,3 +188,12 @@ async def test_about_and_alive(store_dir: str) -> None:
     handler = DirectoryBackedStoreHandler(store_dir)
     assert (await handler.about()).name == "DirectoryBackedStoreHandler"
     assert await handler.alive() is True
+
+
+@pytest.mark.interop
+async def test_communication_without_id_through_concrete_python_client(store_server: Any, store_dir: str) -> None:
+    comm = create_comm("to-be-removed", "no id")
+    comm.id = None  # concrete-python's client does not validate required fields
+    with pytest.raises(CpServicesException, match="no id"):
+        await asyncio.to_thread(cp_store, store_server.bound_port, comm)
+    assert os.listdir(store_dir) == []
