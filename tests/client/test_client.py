@@ -233,3 +233,49 @@ async def test_sequence_ids_increase_per_connection(fetch_server: Any) -> None:
     conn = Connection("127.0.0.1", fetch_server.bound_port, timeout=5)
     assert [conn.next_seqid() for _ in range(3)] == [1, 2, 3]
     await conn.aclose()
+
+
+async def test_cancelled_call_frees_its_pool_slot(comm_dir: str) -> None:
+    handler = CountingHandler(DirectoryBackedCommunicationContainer(comm_dir))
+    handler.delay = 30.0
+    server, port = await start(handler, graceful_timeout=0)
+    try:
+        async with FetchCommunicationClient.pooled("127.0.0.1", port, max_connections=1, timeout=5) as client:
+            slow = asyncio.create_task(client.fetch_raw(["comm-1"]))
+            await asyncio.sleep(0.1)
+            slow.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await slow
+            handler.delay = 0.0
+            async with asyncio.timeout(5):
+                assert await client.fetch_raw(["comm-2"]) != []  # the one slot was given back
+            assert client.transport.size == 1
+    finally:
+        await server.shutdown()
+
+
+async def test_big_reply_with_many_communications(fetch_server: Any, cp_comms: list[Any]) -> None:
+    ids = [c.id for c in cp_comms] * 500  # ~5,000 Communications in one reply
+    async with FetchCommunicationClient.connect("127.0.0.1", fetch_server.bound_port, timeout=30) as client:
+        raws = await client.fetch_raw(ids)
+        assert len(raws) == len(ids)
+        assert raws[:10] == [cp_write(c) for c in cp_comms]
+        assert set(raws) == {cp_write(c) for c in cp_comms}
+        result = await client.fetch(FetchRequest(communicationIds=ids[:40]))
+        assert len(result.communications) == 40
+
+
+async def test_request_over_the_server_frame_limit_closes_only_that_connection(comm_dir: str) -> None:
+    handler = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(comm_dir))
+    server, port = await start(handler, max_frame_size=1024)
+    try:
+        async with FetchCommunicationClient.connect("127.0.0.1", port, timeout=5) as other:
+            assert await other.alive() is True
+            async with FetchCommunicationClient.connect("127.0.0.1", port, timeout=5) as client:
+                with pytest.raises(ConnectionError):
+                    await client.fetch_raw(["x" * 2000])
+            assert await other.getCommunicationCount() == 10
+        # 1 or 2: a reused connection closed before any reply is retried once on a new one.
+        assert 1 <= server.state.protocol_errors <= 2
+    finally:
+        await server.shutdown()
