@@ -237,3 +237,39 @@ async def test_failed_startup_releases_listeners_already_bound(comm_dir: str) ->
     assert first.server is None
     assert not server.started.is_set()
     gc.collect()  # an unclosed listening socket would warn here
+
+
+async def test_pipelined_calls_on_a_real_socket_are_answered_in_order(fetch_server: Any, cp_comms: list[Any]) -> None:
+    from aioaccess import codec
+    from aioaccess.wire.framing import FrameDecoder
+    from aioaccess.wire.messages import CALL, build_message, parse_header
+
+    def fetch_call(seqid: int, comm_id: str) -> bytes:
+        args = FetchCommunicationService.fetch_args(request=FetchRequest(communicationIds=[comm_id]))
+        return build_message("fetch", CALL, seqid, codec.encode(args))
+
+    count_args = codec.encode(FetchCommunicationService.getCommunicationCount_args())
+    stream = b"".join(
+        fetch_call(i, cp_comms[i % 10].id) if i % 3 else build_message("getCommunicationCount", CALL, i, count_args)
+        for i in range(60)
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", fetch_server.bound_port)
+    try:
+        writer.write(stream)
+        await writer.drain()
+        decoder, frames = FrameDecoder(), []
+        async with asyncio.timeout(10):
+            while len(frames) < 60:
+                frames.extend(decoder.feed(await reader.read(65536)))
+        assert [parse_header(f).seqid for f in frames] == list(range(60))
+        for i, f in enumerate(frames):
+            h = parse_header(f)
+            if i % 3:
+                result = codec.decode(f, FetchCommunicationService.fetch_result, h.body_offset)[0]
+                assert [c.id for c in result.success.communications] == [cp_comms[i % 10].id]
+            else:
+                assert codec.decode(f, FetchCommunicationService.getCommunicationCount_result,
+                                    h.body_offset)[0].success == 10
+    finally:
+        writer.close()
+        await writer.wait_closed()
