@@ -162,7 +162,7 @@ class AioaccessProcess:
             self._log = None
 
     def __enter__(self) -> AioaccessProcess:
-        return self.start()
+        return self if self.proc is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
