@@ -1,7 +1,10 @@
 """RelayFetchHandler: a FetchCommunicationService answered by another one upstream.
 
 concrete-python's relay opens a new TCP connection for every call; this one
-keeps a bounded pool of persistent framed-compact connections.  Fetch results
+keeps a bounded pool of persistent framed-compact connections to the upstream:
+pipelined by default (many calls in flight per connection, replies matched in
+order), or ``pipelined=False`` for aioaccess's one-call-per-connection
+``ConnectionPool``.  Fetch results
 stay compact bytes (``fetch_raw``), and :class:`RelayProcessor` goes further:
 it forwards each call message verbatim and hands the upstream's reply back
 unchanged, so nothing is decoded on the way through.
@@ -40,6 +43,7 @@ from ..wire.messages import (
     build_message,
     parse_header,
 )
+from ._relay_pool import LostConnection, PipelinedPool
 
 __all__ = ["DEFAULT_RELAY_TIMEOUT", "RelayFetchHandler", "RelayProcessor"]
 
@@ -53,7 +57,7 @@ T = TypeVar("T")
 
 def _stale(exc: BaseException) -> bool:
     """A pooled connection the upstream had closed (e.g. it restarted): worth one more try."""
-    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | LostConnection):
         return True
     return isinstance(exc, ConnectionError) and isinstance(exc.__cause__, asyncio.IncompleteReadError)
 
@@ -62,16 +66,22 @@ class RelayFetchHandler:
     """Forwards about/alive/fetch/getCommunicationCount/getCommunicationIDs upstream.
 
     At most ``max_connections`` connections to ``host:port`` are open at once,
-    however many callers there are.  The handler owns its pool: ``aclose()``
+    however many callers there are; a call that gets no reply within
+    ``timeout`` seconds fails.  The handler owns its pool: ``aclose()``
     (or ``async with``) closes it.
     """
 
     def __init__(self, host: str, port: int, *, max_connections: int = 64,
-                 timeout: float = DEFAULT_RELAY_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_RELAY_TIMEOUT, pipelined: bool = True) -> None:
         self.host = host
         self.port = int(port)
         self.timeout = timeout
-        self.pool = ConnectionPool(host, self.port, max_connections=max_connections, timeout=timeout)
+        self.pipelined = pipelined
+        self.pool: PipelinedPool | ConnectionPool
+        if pipelined:
+            self.pool = PipelinedPool(host, self.port, max_connections=max_connections, timeout=timeout)
+        else:
+            self.pool = ConnectionPool(host, self.port, max_connections=max_connections, timeout=timeout)
         self.client = FetchCommunicationClient(self.pool)
 
     @property
@@ -88,24 +98,25 @@ class RelayFetchHandler:
 
     async def _relay(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run ``call`` against the upstream; retry on connections it had closed."""
-        if asyncio.current_task() is None:
+        if not self.pipelined and asyncio.current_task() is None:
             # The server may start a call outside any task (it only makes one when the call
-            # suspends); timeouts need a task, and yielding once gives us one.
+            # suspends); ConnectionPool's timeouts need a task, and yielding once gives us one.
             await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         # Every idle connection may be stale after an upstream restart; a fresh one is not.
         attempts = self.pool.max_connections + 1
         try:
-            async with asyncio.timeout(self.timeout):
-                for attempt in range(attempts):
-                    try:
-                        return await call()
-                    except (ServicesException, NotImplementedException):
-                        raise  # the upstream's own answer
-                    except Exception as exc:
-                        if _stale(exc) and attempt + 1 < attempts:
-                            logger.debug("Retrying on a fresh connection to %s: %s", self.upstream, exc)
-                            continue
-                        raise
+            for attempt in range(attempts):
+                try:
+                    return await call()
+                except (ServicesException, NotImplementedException):
+                    raise  # the upstream's own answer
+                except Exception as exc:
+                    if _stale(exc) and attempt + 1 < attempts and loop.time() < deadline:
+                        logger.debug("Retrying on a fresh connection to %s: %s", self.upstream, exc)
+                        continue
+                    raise
         except (ServicesException, NotImplementedException):
             raise
         except TApplicationException as exc:
@@ -180,6 +191,10 @@ class RelayProcessor(Processor):
             return self._failure(header.name, header.seqid, exc)
         except ProtocolError as exc:
             return self._failure(header.name, header.seqid, self.handler.unavailable(exc))
+        except Exception as exc:
+            logger.exception("Relaying %s failed", header.name)
+            return build_application_exception(header.name, header.seqid, INTERNAL_ERROR,
+                                               f"Internal error in {header.name}: {exc!r}")
         return len(reply).to_bytes(4, "big") + reply
 
     def _failure(self, name: str, seqid: int, exc: ServicesException) -> bytes:

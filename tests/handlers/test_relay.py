@@ -27,6 +27,12 @@ from aioaccess.schema import FetchCommunicationService, FetchRequest, ServicesEx
 from aioaccess.server import Processor
 
 
+@pytest.fixture(params=[True, False], ids=["pipelined", "pooled"])
+def pipelined(request: pytest.FixtureRequest) -> bool:
+    """Both upstream pools: pipelined connections, and aioaccess's one-call-per-connection ConnectionPool."""
+    return bool(request.param)
+
+
 def _stored(comm_dir: str, comm_id: str) -> bytes:
     with open(os.path.join(comm_dir, f"{comm_id}.comm"), "rb") as f:
         return f.read()
@@ -57,9 +63,10 @@ async def relay_server(handler: RelayFetchHandler) -> AsyncIterator[int]:
         await server.shutdown()
 
 
-async def test_handler_forwards_every_method(comm_dir: str, cp_comms: list[Any]) -> None:
+async def test_handler_forwards_every_method(comm_dir: str, cp_comms: list[Any], pipelined: bool) -> None:
     ids = sorted(c.id for c in cp_comms)
-    async with upstream_server(comm_dir) as (_, port), RelayFetchHandler("127.0.0.1", port) as relay:
+    async with upstream_server(comm_dir) as (_, port), \
+            RelayFetchHandler("127.0.0.1", port, pipelined=pipelined) as relay:
         assert await relay.alive() is True
         assert "CommunicationContainerFetchHandler" in (await relay.about()).name
         assert await relay.getCommunicationCount() == len(cp_comms)
@@ -79,8 +86,8 @@ async def test_relay_server_passes_bytes_through(comm_dir: str, cp_comms: list[A
     from concrete.util.access_wrapper import FetchCommunicationClientWrapper
 
     ids = [c.id for c in cp_comms]
-    async with upstream_server(comm_dir) as (_, port), RelayFetchHandler("127.0.0.1", port) as relay, \
-            relay_server(relay) as relay_port:
+    async with upstream_server(comm_dir) as (_, port), \
+            RelayFetchHandler("127.0.0.1", port, pipelined=pipelined) as relay, relay_server(relay) as relay_port:
         def call() -> tuple[Any, ...]:
             with FetchCommunicationClientWrapper("127.0.0.1", relay_port) as client:
                 return (client.fetch(CFetchRequest(communicationIds=ids)), client.getCommunicationCount(),
@@ -94,9 +101,9 @@ async def test_relay_server_passes_bytes_through(comm_dir: str, cp_comms: list[A
     assert "CommunicationContainerFetchHandler" in about.name
 
 
-async def test_upstream_down_is_a_services_exception(comm_dir: str) -> None:
+async def test_upstream_down_is_a_services_exception(comm_dir: str, pipelined: bool) -> None:
     port = unused_port()  # nothing listens here
-    async with RelayFetchHandler("127.0.0.1", port, timeout=5.0) as relay:
+    async with RelayFetchHandler("127.0.0.1", port, pipelined=pipelined, timeout=5.0) as relay:
         with pytest.raises(ServicesException, match=rf"upstream fetch service 127\.0\.0\.1:{port} unavailable"):
             await relay.fetch_raw(["a"])
         with pytest.raises(ServicesException, match="unavailable"):
@@ -112,24 +119,25 @@ async def test_upstream_down_is_a_services_exception(comm_dir: str) -> None:
                     await client.getCommunicationCount()
 
 
-async def test_silent_upstream_times_out(comm_dir: str) -> None:
+async def test_silent_upstream_times_out(comm_dir: str, pipelined: bool) -> None:
     """An upstream that accepts but never answers fails the call after ``timeout``."""
     silent = socket.socket()  # listens, never accepts: connects succeed, calls get no reply
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
     port = silent.getsockname()[1]
     try:
-        async with RelayFetchHandler("127.0.0.1", port, timeout=0.3) as relay:
+        async with RelayFetchHandler("127.0.0.1", port, pipelined=pipelined, timeout=0.3) as relay:
             with pytest.raises(ServicesException, match=r"unavailable: no reply .* within 0\.3 s"):
                 await relay.fetch_raw(["a"])
     finally:
         silent.close()
 
 
-async def test_relay_recovers_when_upstream_returns(comm_dir: str, cp_comms: list[Any]) -> None:
+async def test_relay_recovers_when_upstream_returns(comm_dir: str, cp_comms: list[Any], pipelined: bool) -> None:
     comm_id = cp_comms[0].id
     port = unused_port()
-    async with RelayFetchHandler("127.0.0.1", port, max_connections=4) as relay, relay_server(relay) as relay_port, \
+    async with RelayFetchHandler("127.0.0.1", port, pipelined=pipelined, max_connections=4) as relay, \
+            relay_server(relay) as relay_port, \
             FetchCommunicationClient.connect("127.0.0.1", relay_port) as client:
         async with upstream_server(comm_dir, port):
             # Fill the pool with several idle connections.
@@ -143,12 +151,12 @@ async def test_relay_recovers_when_upstream_returns(comm_dir: str, cp_comms: lis
             assert await relay.getCommunicationCount() == len(cp_comms)
 
 
-async def test_relay_stays_up_across_an_upstream_restart_with_idle_connections(comm_dir: str,
-                                                                              cp_comms: list[Any]) -> None:
+async def test_relay_stays_up_across_an_upstream_restart_with_idle_connections(
+        comm_dir: str, cp_comms: list[Any], pipelined: bool) -> None:
     """Idle pooled connections the old upstream closed are retried on fresh ones, not reported."""
     comm_id = cp_comms[0].id
     port = unused_port()
-    async with RelayFetchHandler("127.0.0.1", port, max_connections=4) as relay:
+    async with RelayFetchHandler("127.0.0.1", port, pipelined=pipelined, max_connections=4) as relay:
         async with upstream_server(comm_dir, port):
             await asyncio.gather(*(relay.fetch_raw([comm_id]) for _ in range(8)))
             idle = relay.pool.size
@@ -168,12 +176,12 @@ def many_files() -> None:
 
 
 async def test_thousand_clients_share_a_bounded_upstream_pool(comm_dir: str, cp_comms: list[Any],
-                                                              many_files: None) -> None:
+                                                              many_files: None, pipelined: bool) -> None:
     n_clients, pool_size = 1000, 16
     ids = [c.id for c in cp_comms]
     expected = {i: _stored(comm_dir, i) for i in ids}
     async with upstream_server(comm_dir) as (upstream, port), \
-            RelayFetchHandler("127.0.0.1", port, max_connections=pool_size) as relay, \
+            RelayFetchHandler("127.0.0.1", port, pipelined=pipelined, max_connections=pool_size) as relay, \
             relay_server(relay) as relay_port:
         clients = [FetchCommunicationClient.connect("127.0.0.1", relay_port) for _ in range(n_clients)]
         await asyncio.gather(*(c.transport.connect() for c in clients))

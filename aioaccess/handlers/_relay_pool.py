@@ -1,0 +1,206 @@
+"""A bounded set of pipelined framed-compact connections to one upstream server.
+
+Thrift servers answer the calls of one connection in order, so a connection
+can carry many calls at once: each call writes its frame and waits for the
+next reply not yet claimed.  A relay in front of one upstream therefore needs
+only a few connections however many callers it has, and a call costs one
+write and one future, not a connection checkout.
+
+Same interface as :class:`aioaccess.client.ConnectionPool` (``call``,
+``next_seqid``, ``aclose``, ``size``), so ``FetchCommunicationClient`` runs
+over it.  A connection that fails, closes or lets a call time out is dropped
+with every call on it failing; the next call opens a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from types import TracebackType
+
+from ..exceptions import ProtocolError
+from ..wire.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder
+
+__all__ = ["LostConnection", "PipelinedPool"]
+
+logger = logging.getLogger("aioaccess.handlers.relay")
+
+
+class LostConnection(ConnectionError):
+    """The upstream closed a connection (e.g. it restarted); a new one may well work."""
+
+
+class _Upstream(asyncio.Protocol):
+    """One connection; replies resolve the waiting futures in order."""
+
+    def __init__(self, pool: PipelinedPool) -> None:
+        self.pool = pool
+        self.decoder = FrameDecoder(pool.max_frame_size)
+        self.waiting: deque[asyncio.Future[bytes]] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport
+
+    def send(self, message: bytes) -> asyncio.Future[bytes]:
+        if self.transport is None or self.closed:
+            raise LostConnection(f"connection to {self.pool.address} is closed")
+        fut: asyncio.Future[bytes] = self.pool.loop.create_future()
+        self.waiting.append(fut)
+        self.transport.write(message)
+        return fut
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.decoder.feed(data)
+        except ProtocolError as exc:
+            self.fail(ProtocolError(f"bad reply frame from {self.pool.address}: {exc}"))
+            return
+        waiting = self.waiting
+        for payload in frames:
+            if not waiting:
+                self.fail(ProtocolError(f"{self.pool.address} sent a reply nobody asked for"))
+                return
+            fut = waiting.popleft()
+            if not fut.done():  # a cancelled caller's reply is dropped, the order kept
+                fut.set_result(payload)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(LostConnection(f"{self.pool.address} closed the connection"), exc)
+
+    def fail(self, error: Exception, cause: BaseException | None = None) -> None:
+        """Drop this connection: every call on it fails with ``error``."""
+        if not self.closed:
+            self.closed = True
+            self.pool._forget(self)
+            if self.transport is not None:
+                self.transport.abort()
+        error.__cause__ = cause
+        while self.waiting:
+            fut = self.waiting.popleft()
+            if not fut.done():
+                fut.set_exception(error)
+
+
+class PipelinedPool:
+    """At most ``max_connections`` connections to ``host:port``, each carrying many calls.
+
+    ``call`` sends on the least busy connection (opening another while below
+    the limit and all are busy) and fails with ``TimeoutError`` if no reply
+    comes within ``timeout`` seconds, or ``ConnectionError`` if none can be
+    made.  Safe to use before the caller has a task.
+    """
+
+    def __init__(self, host: str, port: int, *, max_connections: int = 8, timeout: float | None = 10.0,
+                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be >= 1")
+        self.host = host
+        self.port = int(port)
+        self.address = f"{host}:{self.port}"
+        self.max_connections = max_connections
+        self.timeout = timeout
+        self.max_frame_size = max_frame_size
+        self.conns: list[_Upstream] = []
+        self._connecting = 0
+        self._opened: list[asyncio.Future[None]] = []  # callers waiting for a connection being opened
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    @property
+    def size(self) -> int:
+        """Connections open or being opened."""
+        return len(self.conns) + self._connecting
+
+    def next_seqid(self) -> int:
+        return 1
+
+    async def call(self, message: bytes, *, oneway: bool = False) -> bytes:
+        """Send one framed message and return the reply frame's payload."""
+        if oneway:
+            raise ValueError("oneway calls cannot be pipelined")
+        conn = self._pick()
+        while conn is None:
+            if self.size < self.max_connections:
+                conn = await self._connect()
+            else:  # every free slot is a connection being opened: wait for one
+                waiter = self.loop.create_future()
+                self._opened.append(waiter)
+                await waiter
+                conn = self._pick()
+        fut = conn.send(message)
+        if self.timeout is None:
+            return await fut
+        timer = self.loop.call_later(self.timeout, self._expire, conn, fut)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+
+    def _pick(self) -> _Upstream | None:
+        """An idle connection, else the least busy one if no more may be opened, else None."""
+        if self._closed:
+            raise ConnectionError("connection pool is closed")
+        best = None
+        for conn in self.conns:
+            if not conn.waiting:
+                return conn
+            if best is None or len(conn.waiting) < len(best.waiting):
+                best = conn
+        if best is not None and self.size >= self.max_connections:
+            return best
+        return None
+
+    async def _connect(self) -> _Upstream:
+        self._connecting += 1  # before any await: counts against the limit at once
+        try:
+            if asyncio.current_task() is None:
+                await asyncio.sleep(0)  # wait_for needs a task on newer Pythons; yielding once gives one
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: _Upstream(self), self.host, self.port), self.timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionError(f"cannot connect to {self.address}: {exc or 'timed out'}") from exc
+        finally:
+            self._connecting -= 1
+            opened, self._opened = self._opened, []
+            for waiter in opened:
+                if not waiter.done():
+                    waiter.set_result(None)
+        if self._closed:
+            assert conn.transport is not None
+            conn.transport.abort()
+            raise ConnectionError("connection pool is closed")
+        self.conns.append(conn)
+        return conn
+
+    def _expire(self, conn: _Upstream, fut: asyncio.Future[bytes]) -> None:
+        if not fut.done():
+            logger.warning("No reply from %s within %s s; dropping the connection", self.address, self.timeout)
+            conn.fail(TimeoutError(f"no reply from {self.address} within {self.timeout:g} s"))
+
+    def _forget(self, conn: _Upstream) -> None:
+        try:
+            self.conns.remove(conn)
+        except ValueError:
+            pass
+
+    async def aclose(self) -> None:
+        """Close every connection; calls in flight fail."""
+        self._closed = True
+        for conn in list(self.conns):
+            conn.fail(ConnectionError("connection pool is closed"))
+
+    async def __aenter__(self) -> PipelinedPool:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
