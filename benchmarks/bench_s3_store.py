@@ -146,6 +146,41 @@ async def make_buckets(endpoint: str, names: list[str]) -> None:
             await client.create_bucket(Bucket=name)
 
 
+def plot(report: dict[str, Any], path: str) -> str | None:
+    """Stores/s and server CPU per store against concurrency, one line per server; None without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_c) = plt.subplots(1, 2, figsize=(11, 4.2))
+    servers = dict.fromkeys(r["server"] for r in report["rows"])
+    for name in servers:
+        rows = sorted((r for r in report["rows"] if r["server"] == name), key=lambda r: r["concurrency"])
+        xs = [r["concurrency"] for r in rows]
+        ax_t.plot(xs, [r["ops_per_s"] for r in rows], marker="o", label=name)
+        ax_c.plot(xs, [r["cpu_ms_per_store"]["server"] for r in rows], marker="o", label=name)
+    levels = sorted({r["concurrency"] for r in report["rows"]})
+    for ax, ylabel in ((ax_t, "stores/s"), (ax_c, "server CPU ms per store")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(levels, [str(n) for n in levels])
+        ax.minorticks_off()
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    extra = f", +{report['latency_ms_each_way']:g} ms each way" if report.get("latency_ms_each_way") else ""
+    fig.suptitle(f"S3 store servers on {report['endpoint']}{extra}, {report['corpus']['mean_bytes']:.0f}-byte "
+                 "Communications")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=2000, help="stores per server and level (default: 2000)")
@@ -154,7 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=6000, help="bytes per Communication (default: 6000)")
     parser.add_argument("--clients", default="aiobotocore,fast",
                         help="aioaccess S3 clients to run, comma-separated (default: aiobotocore,fast)")
-    parser.add_argument("--endpoint-url", help="use this S3 endpoint instead of starting moto_server")
+    parser.add_argument("--endpoint", choices=("moto", "sink"), default="moto",
+                        help="S3 endpoint to start: moto_server, or benchmarks/s3_sink.py (a null S3 that only "
+                        "keeps key names, to find the store servers' own ceiling) (default: moto)")
+    parser.add_argument("--endpoint-url", help="use this S3 endpoint instead of starting one")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="put a TCP proxy adding this many ms each way between the servers and S3")
     parser.add_argument("--out", help="JSON report (default: benchmarks/results/s3-<date>.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -176,17 +216,28 @@ def main(argv: list[str] | None = None) -> int:
         endpoint = args.endpoint_url
         moto_pid = None
         if endpoint is None:
-            moto_port = free_port()
-            moto = procs.start("moto", ["moto_server", "-H", "127.0.0.1", "-p", str(moto_port)])
-            wait_port(moto_port, moto, "moto_server")
-            endpoint, moto_pid = f"http://127.0.0.1:{moto_port}", moto.pid
+            s3_port = free_port()
+            if args.endpoint == "moto":
+                s3 = procs.start("moto", ["moto_server", "-H", "127.0.0.1", "-p", str(s3_port)])
+            else:
+                s3 = procs.start("sink", [sys.executable, "-m", "benchmarks.s3_sink", "--port", str(s3_port)])
+            wait_port(s3_port, s3, args.endpoint)
+            endpoint, moto_pid = f"http://127.0.0.1:{s3_port}", s3.pid
+        direct_endpoint = endpoint
+        if args.latency_ms:
+            proxy_port = free_port()
+            upstream = endpoint.split("://", 1)[1].rstrip("/")
+            proxy = procs.start("proxy", [sys.executable, "-m", "aioaccess.bench.proxy", upstream,
+                                          "--port", str(proxy_port), "--delay-ms", str(args.latency_ms)])
+            wait_port(proxy_port, proxy, "latency proxy")
+            endpoint = f"http://127.0.0.1:{proxy_port}"
         host_port = endpoint.split("://", 1)[1].rstrip("/")
         s3_host, _, s3_port = host_port.rpartition(":")
         servers: dict[str, tuple[int, int, str]] = {}  # name -> (pid, port, bucket)
         stamp = time.strftime("%H%M%S")
         names = ["concrete-python"] + [f"aioaccess-{c}" for c in clients]
         buckets = {name: f"bench-{name.replace('_', '-')}-{stamp}".lower() for name in names}
-        asyncio.run(make_buckets(endpoint, list(buckets.values())))
+        asyncio.run(make_buckets(direct_endpoint, list(buckets.values())))
 
         cfg = os.path.join(procs.logdir, "boto.cfg")
         boto_config(cfg, s3_host, int(s3_port or 80))
@@ -210,15 +261,16 @@ def main(argv: list[str] | None = None) -> int:
         rows: list[dict[str, Any]] = []
         for level in levels:
             for name, (pid, port, _) in servers.items():
-                pids = {"server": pid, **({"moto": moto_pid} if moto_pid else {})}
+                pids = {"server": pid, **({"s3": moto_pid} if moto_pid else {})}
                 row = asyncio.run(measure(port, frames, level, args.count, pids))
                 row["server"] = name
                 rows.append(row)
                 cpu = row["cpu_ms_per_store"]
                 print(f"{name:>24} c={level:<3} {row['ops_per_s']:8.1f} stores/s  p99 {row['latency_ms']['p99']:7.1f}"
-                      f" ms  server CPU {cpu['server']:.3f} ms/store  moto {cpu.get('moto', 0):.3f}  "
+                      f" ms  server CPU {cpu['server']:.3f} ms/store  S3 endpoint {cpu.get('s3', 0):.3f}  "
                       f"errors {row['errors'] or 0}", flush=True)
-        stored = {name: asyncio.run(bucket_count(endpoint, bucket)) for name, (_, _, bucket) in servers.items()}
+        stored = {name: asyncio.run(bucket_count(direct_endpoint, bucket))
+                  for name, (_, _, bucket) in servers.items()}
     finally:
         procs.stop_all()
 
@@ -238,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "bench_s3_store",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "endpoint": "moto_server (local)" if args.endpoint_url is None else args.endpoint_url,
+        "endpoint": f"{args.endpoint} (local)" if args.endpoint_url is None else args.endpoint_url,
+        "latency_ms_each_way": args.latency_ms,
         "corpus": {"n": corpus.n, "size": corpus.size, "mean_bytes": corpus.mean_size()},
         "count_per_level": args.count,
         "environment": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
@@ -251,12 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     with open(out, "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
+    png = plot(report, os.path.splitext(out)[0] + ".png")
     print(f"\nobjects in each bucket: {stored}")
     for name, per_level in ratios.items():
         for level, r in per_level.items():
             print(f"{name} {level}: server CPU/store {r['server_cpu_per_store_vs_concrete']:.2f}x concrete-python's, "
                   f"stores/s {r['stores_per_s_vs_concrete']:.2f}x")
-    print(f"report: {out}")
+    print(f"report: {out}" + (f", plot: {png}" if png else ""))
     return 0
 
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-__all__ = ["LatencyProxy", "latency_proxy"]
+__all__ = ["LatencyProxy", "latency_proxy", "main"]
 
 logger = logging.getLogger("aioaccess.bench.proxy")
 
@@ -122,3 +122,35 @@ async def latency_proxy(upstream_host: str, upstream_port: int, delay: float) ->
         yield proxy
     finally:
         await proxy.aclose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m aioaccess.bench.proxy UPSTREAM_HOST:PORT --port P --delay-ms N``: run a proxy until killed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="TCP proxy adding a fixed delay each way")
+    parser.add_argument("upstream", metavar="HOST:PORT")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay-ms", type=float, required=True, help="ms added in each direction")
+    args = parser.parse_args(argv)
+    host, _, port = args.upstream.rpartition(":")
+
+    async def serve() -> None:
+        proxy = LatencyProxy(host, int(port), args.delay_ms / 1000.0, host=args.host, port=args.port)
+        await proxy.start()
+        print(f"{proxy.host}:{proxy.port}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await proxy.aclose()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

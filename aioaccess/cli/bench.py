@@ -288,15 +288,15 @@ async def _bench_s3(args: argparse.Namespace) -> int:
     if parts.scheme != "s3" or not bucket or parts.path.strip("/"):
         raise UsageError(f"expected s3://BUCKET, not {args.target!r}")
     ops = _parse_ops(args.ops)
+    ep = urlsplit(args.endpoint_url or "")
+    if args.latency_ms and (ep.scheme != "http" or not ep.hostname):
+        raise UsageError("--latency-ms needs a plain --endpoint-url http://HOST:PORT (the proxy is plain TCP)")
     started = _now()
     payloads = await _payloads(args)
     async with AsyncExitStack() as stack:
         endpoint = args.endpoint_url
         if args.latency_ms:
-            ep = urlsplit(endpoint or "")
-            if ep.scheme != "http" or not ep.hostname:
-                raise UsageError("--latency-ms needs a plain --endpoint-url http://HOST:PORT (the proxy is plain TCP)")
-            host, port = await _endpoint_through_proxy(args, ep.hostname, ep.port or 80, stack)
+            host, port = await _endpoint_through_proxy(args, ep.hostname, ep.port or 80, stack)  # type: ignore[arg-type]
             endpoint = f"http://{host}:{port}"
         client = await stack.enter_async_context(_s3_client(args, endpoint))
         try:
