@@ -7,6 +7,7 @@ Relay, framed compact, ``benchmarks.loadgen`` at 128 connections, one id per fet
 - ``cp-relay``: concrete-python's ``RelayFetchHandler`` served by its
   ``FetchCommunicationServiceWrapper``, in front of its memory-backed ``fetch-server.py``
 - ``aio-relay``: ``aioaccess relay-server`` in front of ``aioaccess fetch-server`` (memory-backed)
+- ``aio-relay/no-pipe``: the same with ``--no-pipelining`` (one call at a time per upstream connection)
 - ``aio-relay/cp-up``: ``aioaccess relay-server`` in front of concrete-python's server (for reference:
   the upstream then bounds the relay)
 
@@ -236,6 +237,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ("cp-relay", "cp", lambda up, port: [sys.executable, "-c", CP_RELAY, str(up), str(port)]),
         ("aio-relay", "aio", lambda up, port: aio("relay-server", "127.0.0.1", str(up), "--port", str(port),
                                                   "--max-connections", "100000")),
+        ("aio-relay/no-pipe", "aio", lambda up, port: aio("relay-server", "127.0.0.1", str(up), "--port", str(port),
+                                                          "--max-connections", "100000", "--no-pipelining")),
         ("aio-relay/cp-up", "cp", lambda up, port: aio("relay-server", "127.0.0.1", str(up), "--port", str(port),
                                                        "--max-connections", "100000")),
     ]
@@ -246,10 +249,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         up_argv = cp_fetch_server(corpus.tgz_path, up) if upstream_kind == "cp" else \
             aio("fetch-server", corpus.tgz_path, "--port", str(up), "--max-connections", "100000")
         port = free_port()
-        with running(f"{name}-upstream", up_argv, up, workdir), \
+        with running(f"{name}-upstream", up_argv, up, workdir) as up_pid, \
                 running(name, relay_argv(up, port), port, workdir) as pid:
             check_thrift(port, corpus)
-            record(name, "relay", thrift_load(port, pid, corpus, args.relay_conns, args.duration, args.warmup))
+            up0, t0 = proc_cpu_seconds(up_pid), time.perf_counter()
+            result = thrift_load(port, pid, corpus, args.relay_conns, args.duration, args.warmup)
+            up1, t1 = proc_cpu_seconds(up_pid), time.perf_counter()
+            if up0 is not None and up1 is not None:
+                result["upstream_cpu"] = (up1 - up0) / (t1 - t0)  # warmup and start-up included
+            record(name, "relay", result)
 
     source = corpus.directory if args.http_source == "dir" else corpus.tgz_path
     http_cases = [
@@ -288,12 +296,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def format_table(report: dict[str, Any]) -> str:
     lines = [f"{'server':<18}{'kind':<7}{'conns':>6}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>10}{'errors':>8}"
-             f"{'srv cpu':>9}{'gen cpu':>9}"]
+             f"{'srv cpu':>9}{'gen cpu':>9}{'up cpu':>9}"]
     for r in report["rows"]:
         srv = r.get("server_cpu")
         lines.append(f"{r['server']:<18}{r['kind']:<7}{r['conns']:>6}{r['calls_per_s']:>10.0f}{r['p50_ms']:>9.2f}"
                      f"{r['p99_ms']:>10.2f}{r['errors']:>8}{(srv if srv is not None else float('nan')):>9.2f}"
-                     f"{r.get('loadgen_cpu', float('nan')):>9.2f}")
+                     f"{r.get('loadgen_cpu', float('nan')):>9.2f}{r.get('upstream_cpu', float('nan')):>9.2f}")
     for name, ratio in report["ratios"].items():
         lines.append(f"{name}: {ratio:.1f}x")
     return "\n".join(lines)

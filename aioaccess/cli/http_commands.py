@@ -63,6 +63,8 @@ def _add_upstream_options(parser: argparse.ArgumentParser, relay_only: bool = Fa
     group = parser.add_argument_group("upstream options" + (" (fetch:// sources)" if relay_only else ""))
     group.add_argument("--upstream-connections", type=int, default=64,
                        help="persistent connections to the upstream at most (default: 64)")
+    group.add_argument("--no-pipelining", dest="pipelined", action="store_false",
+                       help="one call at a time per upstream connection (default: pipeline calls on each)")
     group.add_argument("--upstream-timeout", type=float, default=DEFAULT_RELAY_TIMEOUT,
                        help="seconds a relayed call may take before it fails with ServicesException "
                        f"(default: {DEFAULT_RELAY_TIMEOUT:g})")
@@ -75,7 +77,8 @@ def _relay_handler(host: str, port: int, args: argparse.Namespace) -> RelayFetch
         raise UsageError(f"--upstream-timeout must be > 0, not {args.upstream_timeout}")
     if not 0 < port < 65536:
         raise UsageError(f"upstream port {port} is out of range")
-    return RelayFetchHandler(host, port, max_connections=args.upstream_connections, timeout=args.upstream_timeout)
+    return RelayFetchHandler(host, port, max_connections=args.upstream_connections, timeout=args.upstream_timeout,
+                             pipelined=args.pipelined)
 
 
 async def _check_upstream(handler: RelayFetchHandler) -> None:
