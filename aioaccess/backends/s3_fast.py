@@ -189,8 +189,9 @@ class FastS3Client:
         return key
 
     def _sign(self, creds: Any, method: str, host: str, path: str, query: str, payload_hash: str,
-              extra: Mapping[str, str]) -> dict[str, str]:
-        amz_date = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+              extra: Mapping[str, str], amz_date: str | None = None) -> dict[str, str]:
+        """SigV4 headers (``Authorization`` included) for one request; ``amz_date`` defaults to now."""
+        amz_date = amz_date or datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
         day = amz_date[:8]
         headers = {"host": host, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date}
         if creds.token:
