@@ -984,8 +984,9 @@ read_map_header(Reader *r, Py_ssize_t *size, int *kt, int *vt)
 
 static int skip_struct(Reader *r, int depth);
 
-static int
-skip_value(Reader *r, int ct, int depth)
+/* skip one scalar of compact type ct (not a container); inlined in loops */
+INLINE int
+skip_scalar(Reader *r, int ct)
 {
     uint64_t v;
     Py_ssize_t n;
@@ -997,21 +998,47 @@ skip_value(Reader *r, int ct, int depth)
         r->p++;
         return 0;
     case CT_I16:
+        if (LIKELY(r->end - r->p >= 2 && !(r->p[0] & r->p[1] & 0x80))) {
+            r->p += (r->p[0] & 0x80) ? 2 : 1;   /* <= 14 bits: always in range */
+            return 0;
+        }
         return read_varint(r, 3, 0xffffULL, &v);
     case CT_I32:
+        if (LIKELY(r->end - r->p >= 2 && !(r->p[0] & r->p[1] & 0x80))) {
+            r->p += (r->p[0] & 0x80) ? 2 : 1;
+            return 0;
+        }
         return read_varint(r, 5, 0xffffffffULL, &v);
     case CT_I64:
+        if (LIKELY(r->end - r->p >= 2 && !(r->p[0] & r->p[1] & 0x80))) {
+            r->p += (r->p[0] & 0x80) ? 2 : 1;
+            return 0;
+        }
         return read_varint(r, 10, UINT64_MAX, &v);
     case CT_DOUBLE:
         R_NEED(r, 8);
         r->p += 8;
         return 0;
     case CT_BINARY:
-        if (read_size(r, &n) < 0)
+        if (LIKELY(r->p < r->end && !(*r->p & 0x80))) {
+            n = *r->p++;
+        }
+        else if (read_size(r, &n) < 0) {
             return -1;
+        }
         R_NEED(r, n);
         r->p += n;
         return 0;
+    }
+    r_error(r, "invalid type");
+    return -1;
+}
+
+static int
+skip_value(Reader *r, int ct, int depth)
+{
+    Py_ssize_t n;
+    switch (ct) {
     case CT_STRUCT:
         return skip_struct(r, depth + 1);
     case CT_LIST:
@@ -1035,6 +1062,18 @@ skip_value(Reader *r, int ct, int depth)
             }
             r->p += n * 8;
             return 0;
+        case CT_I16: case CT_I32: case CT_I64: case CT_BINARY:
+            for (Py_ssize_t i = 0; i < n; i++) {
+                if (skip_scalar(r, et) < 0)
+                    return -1;
+            }
+            return 0;
+        case CT_STRUCT:
+            for (Py_ssize_t i = 0; i < n; i++) {
+                if (skip_struct(r, depth + 2) < 0)
+                    return -1;
+            }
+            return 0;
         }
         for (Py_ssize_t i = 0; i < n; i++) {
             if (skip_value(r, et, depth + 1) < 0)
@@ -1057,28 +1096,44 @@ skip_value(Reader *r, int ct, int depth)
         return 0;
     }
     }
-    r_error(r, "invalid type");
-    return -1;
+    return skip_scalar(r, ct);
 }
 
 static int
 skip_struct(Reader *r, int depth)
 {
-    int32_t last = 0, fid;
-    int ct;
     if (UNLIKELY(depth > MAX_DEPTH)) {
         r_error(r, "nesting too deep");
         return -1;
     }
     for (;;) {
-        if (read_field_header(r, &last, &ct, &fid) < 0)
+        if (UNLIKELY(r->p >= r->end)) {
+            r_error(r, "truncated input");
             return -1;
+        }
+        uint8_t b = *r->p++;
+        int ct = b & 0x0f;
         if (ct == CT_STOP)
             return 0;
-        if (ct == CT_TRUE || ct == CT_FALSE)
-            continue;
-        if (skip_value(r, ct, depth) < 0)
+        if (UNLIKELY(ct > CT_STRUCT)) {
+            r->p--;
+            r_error(r, "invalid field type");
             return -1;
+        }
+        if (UNLIKELY(!(b >> 4))) {
+            int32_t fid;
+            if (read_i16(r, &fid) < 0)
+                return -1;
+        }
+        if (ct <= CT_BINARY) {
+            if (ct == CT_TRUE || ct == CT_FALSE)
+                continue;
+            if (skip_scalar(r, ct) < 0)
+                return -1;
+        }
+        else if (skip_value(r, ct, depth) < 0) {
+            return -1;
+        }
     }
 }
 
