@@ -38,6 +38,8 @@ class _Upstream(asyncio.Protocol):
         self.pool = pool
         self.decoder = FrameDecoder(pool.max_frame_size)
         self.waiting: deque[asyncio.Future[bytes]] = deque()
+        self.sent_at: deque[float] = deque()  # when each waiting call was sent
+        self.outbox: list[bytes] = []  # calls of this loop iteration, written together
         self.transport: asyncio.Transport | None = None
         self.closed = False
 
@@ -47,10 +49,20 @@ class _Upstream(asyncio.Protocol):
     def send(self, message: bytes) -> asyncio.Future[bytes]:
         if self.transport is None or self.closed:
             raise LostConnection(f"connection to {self.pool.address} is closed")
-        fut: asyncio.Future[bytes] = self.pool.loop.create_future()
+        loop = self.pool.loop
+        fut: asyncio.Future[bytes] = loop.create_future()
         self.waiting.append(fut)
-        self.transport.write(message)
+        self.sent_at.append(loop.time())
+        if not self.outbox:
+            loop.call_soon(self.flush)
+        self.outbox.append(message)
         return fut
+
+    def flush(self) -> None:
+        """Write every call queued in this loop iteration with one system call."""
+        outbox, self.outbox = self.outbox, []
+        if self.transport is not None and not self.closed and outbox:
+            self.transport.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -64,6 +76,7 @@ class _Upstream(asyncio.Protocol):
                 self.fail(ProtocolError(f"{self.pool.address} sent a reply nobody asked for"))
                 return
             fut = waiting.popleft()
+            self.sent_at.popleft()
             if not fut.done():  # a cancelled caller's reply is dropped, the order kept
                 fut.set_result(payload)
 
@@ -78,6 +91,8 @@ class _Upstream(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.abort()
         error.__cause__ = cause
+        self.sent_at.clear()
+        self.outbox.clear()
         while self.waiting:
             fut = self.waiting.popleft()
             if not fut.done():
@@ -87,14 +102,16 @@ class _Upstream(asyncio.Protocol):
 class PipelinedPool:
     """At most ``max_connections`` connections to ``host:port``, each carrying many calls.
 
-    ``call`` sends on the least busy connection (opening another while below
-    the limit and all are busy) and fails with ``TimeoutError`` if no reply
-    comes within ``timeout`` seconds, or ``ConnectionError`` if none can be
-    made.  Safe to use before the caller has a task.
+    ``call`` sends on the least busy connection, opening another while below
+    the limit once every open one has ``pipeline_depth`` calls in flight; calls
+    made in one loop iteration go out in one write.  A connection whose oldest
+    call has had no reply for ``timeout`` seconds is dropped (its calls fail
+    with ``TimeoutError``); ``ConnectionError`` if none can be made.  Safe to
+    use before the caller has a task.
     """
 
     def __init__(self, host: str, port: int, *, max_connections: int = 8, timeout: float | None = 10.0,
-                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+                 pipeline_depth: int = 8, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
         self.host = host
@@ -103,6 +120,9 @@ class PipelinedPool:
         self.max_connections = max_connections
         self.timeout = timeout
         self.max_frame_size = max_frame_size
+        self.pipeline_depth = pipeline_depth
+        self._check_every = min(1.0, timeout / 4) if timeout is not None else 1.0
+        self._watchdog: asyncio.TimerHandle | None = None
         self.conns: list[_Upstream] = []
         self._connecting = 0
         self._opened: list[asyncio.Future[None]] = []  # callers waiting for a connection being opened
@@ -136,26 +156,21 @@ class PipelinedPool:
                 self._opened.append(waiter)
                 await waiter
                 conn = self._pick()
-        fut = conn.send(message)
-        if self.timeout is None:
-            return await fut
-        timer = self.loop.call_later(self.timeout, self._expire, conn, fut)
-        try:
-            return await fut
-        finally:
-            timer.cancel()
+        return await conn.send(message)
 
     def _pick(self) -> _Upstream | None:
-        """An idle connection, else the least busy one if no more may be opened, else None."""
+        """The least busy connection, or None when all are busy and another may be opened."""
         if self._closed:
             raise ConnectionError("connection pool is closed")
         best = None
+        depth = 0
         for conn in self.conns:
-            if not conn.waiting:
-                return conn
-            if best is None or len(conn.waiting) < len(best.waiting):
-                best = conn
-        if best is not None and self.size >= self.max_connections:
+            n = len(conn.waiting)
+            if best is None or n < depth:
+                best, depth = conn, n
+                if not n:
+                    break
+        if best is not None and (depth < self.pipeline_depth or self.size >= self.max_connections):
             return best
         return None
 
@@ -179,12 +194,22 @@ class PipelinedPool:
             conn.transport.abort()
             raise ConnectionError("connection pool is closed")
         self.conns.append(conn)
+        if self._watchdog is None and self.timeout is not None:
+            self._watchdog = self.loop.call_later(self._check_every, self._check_timeouts)
         return conn
 
-    def _expire(self, conn: _Upstream, fut: asyncio.Future[bytes]) -> None:
-        if not fut.done():
-            logger.warning("No reply from %s within %s s; dropping the connection", self.address, self.timeout)
-            conn.fail(TimeoutError(f"no reply from {self.address} within {self.timeout:g} s"))
+    def _check_timeouts(self) -> None:
+        """Drop connections whose oldest call has waited longer than ``timeout``."""
+        self._watchdog = None
+        if self._closed or self.timeout is None:
+            return
+        now = self.loop.time()
+        for conn in list(self.conns):
+            if conn.sent_at and now - conn.sent_at[0] > self.timeout:
+                logger.warning("No reply from %s within %s s; dropping the connection", self.address, self.timeout)
+                conn.fail(TimeoutError(f"no reply from {self.address} within {self.timeout:g} s"))
+        if self.conns:
+            self._watchdog = self.loop.call_later(self._check_every, self._check_timeouts)
 
     def _forget(self, conn: _Upstream) -> None:
         try:
@@ -195,6 +220,9 @@ class PipelinedPool:
     async def aclose(self) -> None:
         """Close every connection; calls in flight fail."""
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for conn in list(self.conns):
             conn.fail(ConnectionError("connection pool is closed"))
 
