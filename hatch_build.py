@@ -30,7 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 EXT_NAME = "aioaccess.codec._speedups"
 EXT_SOURCE = Path("aioaccess") / "codec" / "_speedups.c"
-EXTRA_CFLAGS = ["-O3", "-fno-strict-aliasing", "-std=c99", "-Wno-declaration-after-statement"]
+if sys.platform == "win32":
+    EXTRA_CFLAGS = ["/O2"]
+else:
+    EXTRA_CFLAGS = ["-O3", "-fno-strict-aliasing", "-Wno-declaration-after-statement"]
 
 
 def _ext_filename() -> str:
