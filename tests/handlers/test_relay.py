@@ -52,10 +52,15 @@ async def upstream_server(comm_dir: str, port: int = 0) -> AsyncIterator[tuple[S
 
 
 @asynccontextmanager
-async def relay_server(handler: RelayFetchHandler) -> AsyncIterator[int]:
-    """A framed-compact relay in front of ``handler``'s upstream; yields its port."""
+async def relay_server(handler: RelayFetchHandler, verbatim: bool = True) -> AsyncIterator[int]:
+    """A framed-compact relay in front of ``handler``'s upstream; yields its port.
+
+    ``verbatim``: RelayProcessor (messages forwarded as they are), else the generic
+    Processor calling the handler's methods (``fetch_raw`` for fetch).
+    """
     server = Server(ServerConfig(graceful_timeout=1.0))
-    listener = server.add_service(RelayProcessor(handler), "127.0.0.1", 0)
+    processor = RelayProcessor(handler) if verbatim else Processor(FetchCommunicationService, handler)
+    listener = server.add_service(processor, "127.0.0.1", 0)
     await server.startup()
     try:
         yield listener.bound_port
@@ -79,7 +84,8 @@ async def test_handler_forwards_every_method(comm_dir: str, cp_comms: list[Any],
         assert [c.id for c in result.communications] == [ids[1]]
 
 
-async def test_relay_server_passes_bytes_through(comm_dir: str, cp_comms: list[Any]) -> None:
+@pytest.mark.parametrize("verbatim", [True, False], ids=["RelayProcessor", "Processor"])
+async def test_relay_server_passes_bytes_through(comm_dir: str, cp_comms: list[Any], verbatim: bool) -> None:
     """concrete-python's client through the verbatim relay gets the stored bytes."""
     from concrete.access.ttypes import FetchRequest as CFetchRequest
     from concrete.util import write_communication_to_buffer
@@ -87,7 +93,8 @@ async def test_relay_server_passes_bytes_through(comm_dir: str, cp_comms: list[A
 
     ids = [c.id for c in cp_comms]
     async with upstream_server(comm_dir) as (_, port), \
-            RelayFetchHandler("127.0.0.1", port, pipelined=pipelined) as relay, relay_server(relay) as relay_port:
+            RelayFetchHandler("127.0.0.1", port, pipelined=pipelined) as relay, \
+            relay_server(relay, verbatim) as relay_port:
         def call() -> tuple[Any, ...]:
             with FetchCommunicationClientWrapper("127.0.0.1", relay_port) as client:
                 return (client.fetch(CFetchRequest(communicationIds=ids)), client.getCommunicationCount(),
