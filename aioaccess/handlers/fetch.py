@@ -41,9 +41,14 @@ class CommunicationContainerFetchHandler:
         """Stored bytes of each id found, in request order."""
         found = await self.container.get_raw_many(ids)
         if len(found) < len(ids):
-            for comm_id in ids:
-                if comm_id not in found:
-                    logger.warning("Unable to find Communication with ID: %s", comm_id)
+            # One line per call, not per id: a fetch of millions of unknown ids must not
+            # turn into millions of log records (and seconds of a blocked event loop).
+            missing = [i for i in ids if i not in found]
+            if len(missing) == 1:
+                logger.warning("Unable to find Communication with ID: %s", missing[0])
+            else:
+                logger.warning("Unable to find %d Communications, e.g. IDs: %s", len(missing),
+                               ", ".join(missing[:5]))
         return [found[i] for i in ids if i in found]
 
     async def fetch(self, fetch_request: FetchRequest) -> FetchResult:

@@ -241,3 +241,22 @@ def test_fuzzed_frames_subprocess_fetch_server_rss_bounded(fuzz_dir: tuple[str, 
         assert server.alive()
     set_figure("fuzz_rss_kb", {"before": before, "after": after})
     assert after - before < 100 * 1024, f"RSS grew from {before} KiB to {after} KiB under fuzzing"
+
+
+def test_fetch_of_many_unknown_ids_costs_one_log_line(fuzz_dir: tuple[str, dict[str, Any]]) -> None:
+    """Regression: one warning per unknown id turned a 1.4 MB fetch into 200k log records.
+
+    (A 15 MB frame of 2M unknown ids blocked the server's loop for ~40 s and wrote
+    ~200 MB of log; the handler now logs one line per call.)
+    """
+    path, comms = fuzz_dir
+    n = 200_000
+    body = b"\x1c\x19\xf8" + encode_varint(n)
+    body += b"".join(encode_varint(7) + b"no-%04d" % (i % 10_000) for i in range(n)) + b"\x00\x00"
+    with AioaccessProcess("fetch-server", path) as server:
+        closed, kinds = drain_replies(server.port, call_frame("fetch", body), timeout=60)
+        assert closed and kinds == [2]
+        _check_well_behaved(server.port, comms)
+        log_bytes = os.path.getsize(server.log_path)
+    add_figure("bad_inputs_tried")
+    assert log_bytes < 64 * 1024, f"{log_bytes} bytes of log for one fetch of {n} unknown ids"
