@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from concrete.access import FetchCommunicationService as CpFetchService
 from concrete.access.ttypes import FetchRequest as CpFetchRequest
+from concrete.util import read_communication_from_buffer as cp_read
 from concrete.util import write_communication_to_buffer as cp_write
 from conftest import concrete_comms
 from hypothesis import given, settings
@@ -206,6 +207,7 @@ def test_fetch_reply_decoded_by_concrete_python(n: int, proto: type) -> None:
     result = cp_read_fetch_reply(build_fetch_reply(99, raws), proto)
     assert len(result.communications) == n
     # Equal as Communications, and byte for byte once re-encoded.
+    assert result.communications == [cp_read(r, add_references=False) for r in raws]
     assert [cp_write(c) for c in result.communications] == raws
     for got, want in zip(result.communications, comms, strict=True):
         assert got.id == want.id and got.text == want.text and got.uuid == want.uuid
