@@ -4,10 +4,10 @@ concrete-python's relay opens a new TCP connection for every call; this one
 keeps a bounded pool of persistent framed-compact connections to the upstream:
 pipelined by default (many calls in flight per connection, replies matched in
 order), or ``pipelined=False`` for aioaccess's one-call-per-connection
-``ConnectionPool``.  Fetch results
-stay compact bytes (``fetch_raw``), and :class:`RelayProcessor` goes further:
-it forwards each call message verbatim and hands the upstream's reply back
-unchanged, so nothing is decoded on the way through.
+``ConnectionPool``.  Fetch results stay compact bytes (``fetch_raw``), and
+:class:`RelayProcessor` goes further: it forwards each call message verbatim
+and hands the upstream's reply back unchanged, so nothing is decoded on the
+way through.
 
 An upstream that refuses, drops or does not answer within ``timeout``
 surfaces as ``ServicesException("upstream fetch service HOST:PORT
@@ -104,8 +104,9 @@ class RelayFetchHandler:
             await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        # Every idle connection may be stale after an upstream restart; a fresh one is not.
-        attempts = self.pool.max_connections + 1
+        # After an upstream restart every idle ConnectionPool connection may be stale; the
+        # pipelined pool drops closed connections at once, so one retry is enough there.
+        attempts = 2 if self.pipelined else self.pool.max_connections + 1
         try:
             for attempt in range(attempts):
                 try:
