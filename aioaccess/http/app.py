@@ -97,7 +97,12 @@ class TJSONEndpoint:
             raise _bad(web.HTTPBadRequest, str(exc)) from None
         if msg.mtype != tjson.CALL:
             raise _bad(web.HTTPBadRequest, f"TJSON message type {msg.mtype} is not a call (1)")
-        reply = await self.answer(msg)
+        try:
+            reply = await self.answer(msg)
+        except Exception as exc:  # e.g. a handler result that does not fit the method's result type
+            logger.exception("%s failed", msg.name)
+            reply = tjson.application_exception(msg.name, msg.seqid, _INTERNAL_ERROR,
+                                                f"Internal error in {msg.name}: {exc!r}")
         return web.Response(body=reply, content_type=CONTENT_TYPE)
 
     async def answer(self, msg: tjson.TJSONMessage) -> bytes:
