@@ -19,7 +19,8 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -133,11 +134,14 @@ class ServerMetrics:
         self.refresh()
 
     async def start_http(self, host: str = "127.0.0.1", port: int = 9100) -> web.AppRunner:
-        """Serve ``GET /metrics`` on the running loop; ``await runner.cleanup()`` stops it."""
+        """Serve ``GET /metrics`` on the running loop (text format, or OpenMetrics when the
+        scraper asks for it); ``await runner.cleanup()`` stops it."""
         from aiohttp import web
 
         async def handle(request: web.Request) -> web.Response:
-            return web.Response(body=self.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+            encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+            self.refresh()
+            return web.Response(body=encoder(self.registry), headers={"Content-Type": content_type})
 
         app = web.Application()
         app.router.add_get("/metrics", handle)

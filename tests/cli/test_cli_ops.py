@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,8 +25,9 @@ from conftest import concrete_comms, unused_port
 from aioaccess import FetchCommunicationClient, StoreCommunicationClient
 from aioaccess.cli.config_file import ConfigError, parse_config
 
-_SCRIPT = shutil.which("aioaccess")
-AIOACCESS = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "aioaccess"]
+# The console script next to this interpreter (not a pyenv shim), else ``python -m aioaccess``.
+_SCRIPT = os.path.join(os.path.dirname(sys.executable), "aioaccess")
+AIOACCESS = [_SCRIPT] if os.path.exists(_SCRIPT) else [sys.executable, "-m", "aioaccess"]
 
 
 async def run_cli(*args: str, stdin: bytes | None = None, timeout: float = 60) -> tuple[int, str, str]:
