@@ -221,6 +221,7 @@ async def _http_load(url: str, ids: list[str], conns: int, duration: float, warm
 
 # -- the run --------------------------------------------------------------------
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    loadavg_at_start = os.getloadavg()
     corpus = ensure_corpus(args.n, args.size, args.seed)
     rows: list[dict[str, Any]] = []
     workdir = tempfile.mkdtemp(prefix="bench-relay-http-")
@@ -279,11 +280,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for ours, theirs in (("aio-relay", "cp-relay"), ("aio-http", "cp-http")):
         if ours in by_name and theirs in by_name and by_name[theirs]["calls_per_s"]:
             ratios[f"{ours} / {theirs}"] = by_name[ours]["calls_per_s"] / by_name[theirs]["calls_per_s"]
+    loadavg_at_end = os.getloadavg()
     return {
         "meta": {
+            "loadavg_at_end": loadavg_at_end,
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "host": platform.node(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "loadavg_at_start": os.getloadavg(), "corpus": {"n": corpus.n, "size": corpus.size,
+            "loadavg_at_start": loadavg_at_start, "corpus": {"n": corpus.n, "size": corpus.size,
                                                             "mean_bytes": round(corpus.mean_size())},
             "duration_s": args.duration, "warmup_s": args.warmup, "relay_conns": args.relay_conns,
             "http_conns": args.http_conns, "http_source": args.http_source,
@@ -304,6 +307,9 @@ def format_table(report: dict[str, Any]) -> str:
                      f"{r.get('loadgen_cpu', float('nan')):>9.2f}{r.get('upstream_cpu', float('nan')):>9.2f}")
     for name, ratio in report["ratios"].items():
         lines.append(f"{name}: {ratio:.1f}x")
+    meta = report["meta"]
+    start, end = meta["loadavg_at_start"][0], meta["loadavg_at_end"][0]
+    lines.append(f"load average (1 min) at start / end: {start:.1f} / {end:.1f} on {meta['cpus']} CPUs")
     return "\n".join(lines)
 
 
