@@ -23,6 +23,28 @@ __all__ = ["Listener", "Server", "ServerState"]
 
 logger = logging.getLogger("aioaccess.server")
 
+#: File descriptors kept beyond ``max_connections`` for listeners, backends and files.
+_FD_MARGIN = 256
+
+
+def _ensure_fd_limit(wanted: int) -> int:
+    """Raise the soft RLIMIT_NOFILE towards ``wanted`` (at most the hard limit); return the soft limit."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return wanted
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
 
 @dataclass
 class ServerState:
@@ -78,6 +100,14 @@ class Server:
     async def startup(self) -> None:
         """Bind every listener."""
         loop = asyncio.get_running_loop()
+        # Past the open-file limit accept() fails with EMFILE and clients hang in the backlog
+        # instead of getting the clear max_connections refusal: make room, or say so.
+        wanted = self.config.max_connections + _FD_MARGIN
+        fd_limit = _ensure_fd_limit(wanted)
+        if fd_limit < wanted:
+            logger.warning("Open-file limit %d is below max_connections %d + %d: beyond it connections wait "
+                           "unserved instead of being refused (raise ulimit -n or lower --max-connections)",
+                           fd_limit, self.config.max_connections, _FD_MARGIN)
         try:
             for listener in self.listeners:
                 def factory(p: Processor = listener.processor) -> FramedProtocol:

@@ -108,7 +108,7 @@ def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[bytes] | 
 class AioaccessProcess:
     """``python -m aioaccess COMMAND ARGS --port PORT`` as a subprocess; output to a log file."""
 
-    def __init__(self, *args: str, port: int | None = None) -> None:
+    def __init__(self, *args: str, port: int | None = None, nofile: tuple[int, int] | None = None) -> None:
         if port is None:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
@@ -118,6 +118,7 @@ class AioaccessProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = os.path.join(tempfile.gettempdir(), f"aioaccess-reliability-{port}-{os.getpid()}.log")
         self._log: IO[bytes] | None = None
+        self.nofile = nofile  # (soft, hard) RLIMIT_NOFILE the server starts with
 
     @property
     def pid(self) -> int:
@@ -126,7 +127,14 @@ class AioaccessProcess:
 
     def start(self) -> AioaccessProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        nofile = self.nofile
+
+        def limit() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=limit if nofile is not None else None)
         try:
             wait_port(self.port, proc=self.proc)
         except BaseException:

@@ -279,3 +279,47 @@ def test_threaded_server_helper_serves_concrete_client(comm_dir: str) -> None:
     handler = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(comm_dir))
     with ThreadedServer(FetchCommunicationServiceWrapper(handler)) as server:
         assert [c.id for c in concrete_fetch(server.port, ["comm-2", "nope", "comm-1"])] == ["comm-2", "comm-1"]
+
+
+def test_server_raises_its_fd_limit_so_the_cap_refuses_cleanly(comm_dir: str) -> None:
+    """Started with ulimit -n 128, a server with --max-connections 300 makes room for 300 and refuses the 301st."""
+    import resource
+
+    from concrete.util.access_wrapper import FetchCommunicationClientWrapper
+    from thrift.Thrift import TApplicationException
+
+    raise_nofile(1024)
+    with AioaccessProcess("fetch-server", comm_dir, "--max-connections", "300", "--idle-timeout", "60",
+                          nofile=(128, 4096)) as server:
+        soft, _hard = resource.prlimit(server.pid, resource.RLIMIT_NOFILE)
+        assert soft >= 300 + 128
+        time.sleep(0.2)  # wait_port's probe connection has gone
+        held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(300)]
+        try:
+            for i, s in enumerate(held):
+                s.sendall(_fetch_frame([f"comm-{i % 10}"], seqid=i + 1))
+            for s in held:
+                head = s.recv(4, socket.MSG_WAITALL)
+                body = s.recv(int.from_bytes(head, "big"), socket.MSG_WAITALL)
+                assert parse_header(body).mtype == 2
+            with FetchCommunicationClientWrapper("127.0.0.1", server.port) as client:
+                with pytest.raises(TApplicationException, match="limit of 300 connections"):
+                    client.getCommunicationCount()
+        finally:
+            for s in held:
+                s.close()
+
+
+def test_out_of_file_descriptors_server_survives_and_recovers(comm_dir: str) -> None:
+    """With ulimit -n 64 (hard), accept() fails with EMFILE: the server warns at startup, stays up, recovers."""
+    with AioaccessProcess("fetch-server", comm_dir, nofile=(64, 64)) as server:
+        assert "Open-file limit 64" in server.log_tail()
+        held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(150)]
+        time.sleep(1.0)
+        assert server.alive()
+        for s in held:
+            s.close()
+        time.sleep(1.5)  # asyncio retries accept() a second after EMFILE
+        assert [c.id for c in concrete_fetch(server.port, ["comm-4"])] == ["comm-4"]
+        assert server.alive()
+    add_figure("emfile_floods_survived")
