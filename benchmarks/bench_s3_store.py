@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoint-url", help="use this S3 endpoint instead of starting one")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="put a TCP proxy adding this many ms each way between the servers and S3")
+    parser.add_argument("--backend-concurrency", type=int, default=64,
+                        help="aioaccess store-server --backend-concurrency: most S3 requests in flight (default: 64)")
     parser.add_argument("--out", help="JSON report (default: benchmarks/results/s3-<date>.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -253,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             port = free_port()
             proc = procs.start(name, [aioaccess, "-l", "WARNING", "store-server", f"s3://{buckets[name]}",
                                       "--endpoint-url", endpoint, "--host", "127.0.0.1", "--port", str(port),
-                                      "--backend-concurrency", str(max(levels))],
+                                      "--backend-concurrency", str(args.backend_concurrency)],
                                env={"AIOACCESS_S3_CLIENT": client})
             wait_port(port, proc, name)
             servers[name] = (proc.pid, port, buckets[name])
@@ -294,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency_ms_each_way": args.latency_ms,
         "corpus": {"n": corpus.n, "size": corpus.size, "mean_bytes": corpus.mean_size()},
         "count_per_level": args.count,
+        "aioaccess_backend_concurrency": args.backend_concurrency,
         "environment": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "objects_in_bucket": stored,
         "rows": rows,
