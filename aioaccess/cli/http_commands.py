@@ -12,8 +12,10 @@ from urllib.parse import urlsplit
 from ..handlers import CommunicationContainerFetchHandler
 from ..handlers.relay import DEFAULT_RELAY_TIMEOUT, RelayFetchHandler, RelayProcessor
 from ..http.app import DEFAULT_CLIENT_MAX_SIZE, FETCH_PATH, STORE_PATH, HTTPServer, create_app
+from ..schema import FetchCommunicationService
 from ..server import Server
 from .errors import UsageError
+from .ops_commands import open_metrics, service_label, supervise
 from .options import add_server_options, server_config
 from .run import run, serve_until_signalled
 from .sources import add_backend_options, open_source, open_target
@@ -93,11 +95,8 @@ async def _check_upstream(handler: RelayFetchHandler) -> None:
 
 
 def relay_server(args: argparse.Namespace) -> int:
-    if getattr(args, "workers", 1) > 1:  # --workers N: this process only supervises
-        from .ops_commands import supervise
-
-        if (status := supervise(args)) is not None:
-            return int(status)
+    if (status := supervise(args)) is not None:  # --workers N: this process only supervises
+        return status
     return run(_relay_server(args), args.loop)
 
 
@@ -108,7 +107,9 @@ async def _relay_server(args: argparse.Namespace) -> int:
         stack.push_async_callback(handler.aclose)
         await _check_upstream(handler)
         server = Server(config)
-        server.add_service(RelayProcessor(handler), args.host, args.port)
+        metrics = await open_metrics(args, server, stack)
+        observer = metrics.observer(service_label(FetchCommunicationService)) if metrics is not None else None
+        server.add_service(RelayProcessor(handler, observer=observer), args.host, args.port)
         try:
             return await serve_until_signalled(server)
         except OSError as exc:

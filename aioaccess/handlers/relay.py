@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -182,21 +183,29 @@ class RelayProcessor(Processor):
         header = parse_header(msg)
         if header.mtype != CALL or header.name not in self.methods:
             return await super().process(msg)
+        started = time.perf_counter()
+        outcome = "ok"
         try:
             reply = await self.handler.relay_message(msg)
             check = parse_header(reply)
             if check.mtype not in (REPLY, EXCEPTION) or check.name != header.name or check.seqid != header.seqid:
                 raise ServicesException(message=f"upstream fetch service {self.handler.upstream} "
                                                 f"answered {check!r} to {header!r}")
+            if check.mtype == EXCEPTION:
+                outcome = "error"
+            reply = len(reply).to_bytes(4, "big") + reply
         except ServicesException as exc:
-            return self._failure(header.name, header.seqid, exc)
+            outcome, reply = "exception", self._failure(header.name, header.seqid, exc)
         except ProtocolError as exc:
-            return self._failure(header.name, header.seqid, self.handler.unavailable(exc))
+            outcome, reply = "exception", self._failure(header.name, header.seqid, self.handler.unavailable(exc))
         except Exception as exc:
             logger.exception("Relaying %s failed", header.name)
-            return build_application_exception(header.name, header.seqid, INTERNAL_ERROR,
-                                               f"Internal error in {header.name}: {exc!r}")
-        return len(reply).to_bytes(4, "big") + reply
+            outcome = "error"
+            reply = build_application_exception(header.name, header.seqid, INTERNAL_ERROR,
+                                                f"Internal error in {header.name}: {exc!r}")
+        if self.observer is not None:
+            self.observer(header.name, outcome, time.perf_counter() - started, len(reply))
+        return reply
 
     def _failure(self, name: str, seqid: int, exc: ServicesException) -> bytes:
         method = self.methods[name]
