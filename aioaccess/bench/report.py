@@ -33,13 +33,18 @@ def print_table(report: dict[str, Any], file: IO[str] | None = None) -> None:
                           ("ops/s", "right"), ("MB/s", "right"), ("p50 ms", "right"), ("p90 ms", "right"),
                           ("p99 ms", "right"), ("max ms", "right"), ("CPU s/1k ops", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    server = any("server_cpu_s_per_1000_ops" in row for row in report["results"])
+    if server:
+        table.add_column("server CPU s/1k ops", justify="right")
     for row in sorted(report["results"], key=lambda r: (r["phase"] != r["op"], r["op"], r["concurrency"])):
         lat = row["latency_ms"]
         op = row["op"] if row["phase"] == row["op"] else f"{row['op']} ({row['phase']})"
-        table.add_row(op, str(row["concurrency"]), f"{row['ok']}/{row['issued']}", _errors(row),
-                      f"{row['ops_per_s']:,.1f}", f"{row['mb_per_s']:,.2f}", f"{lat['p50']:.2f}",
-                      f"{lat['p90']:.2f}", f"{lat['p99']:.2f}", f"{lat['max']:.2f}",
-                      f"{row['cpu_s_per_1000_ops']:.3f}")
+        cells = [op, str(row["concurrency"]), f"{row['ok']}/{row['issued']}", _errors(row),
+                 f"{row['ops_per_s']:,.1f}", f"{row['mb_per_s']:,.2f}", f"{lat['p50']:.2f}",
+                 f"{lat['p90']:.2f}", f"{lat['p99']:.2f}", f"{lat['max']:.2f}", f"{row['cpu_s_per_1000_ops']:.3f}"]
+        if server:
+            cells.append(f"{row['server_cpu_s_per_1000_ops']:.3f}" if "server_cpu_s_per_1000_ops" in row else "-")
+        table.add_row(*cells)
     console.print(table)
     if report.get("cleanup"):
         console.print(f"cleanup: {report['cleanup']}")
