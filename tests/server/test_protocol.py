@@ -229,12 +229,12 @@ async def test_busy_connection_is_not_closed_while_its_call_runs() -> None:
 
 
 async def test_active_connection_is_never_closed() -> None:
-    proto, transport, state = make(SyncHandler(), idle_timeout=0.15)
-    for i in range(20):  # ~0.6 s of steady traffic, four idle periods
+    proto, transport, state = make(SyncHandler(), idle_timeout=0.4)
+    for i in range(60):  # >= 1.2 s of steady traffic (one call per 20 ms): three idle periods
         proto.data_received(call("alive", i))
-        await asyncio.sleep(0.03)
+        await asyncio.sleep(0.02)
         assert not transport.closed
-    assert len(transport.replies()) == 20
+    assert len(transport.replies()) == 60
     assert state.idle_closed == 0
     proto.connection_lost(None)
 
