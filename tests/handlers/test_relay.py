@@ -210,3 +210,24 @@ async def test_thousand_clients_share_a_bounded_upstream_pool(comm_dir: str, cp_
             assert got == [expected[ids[k % len(ids)]], expected[ids[(k + 1) % len(ids)]]]
         assert upstream.state.total_connections <= pool_size
         assert relay.pool.size <= pool_size
+
+
+async def test_relay_processor_reports_calls_to_its_observer(comm_dir: str, cp_comms: list[Any]) -> None:
+    calls: list[tuple[str, str]] = []
+    async with upstream_server(comm_dir) as (_, port), RelayFetchHandler("127.0.0.1", port) as relay:
+        server = Server(ServerConfig(graceful_timeout=1.0))
+        processor = RelayProcessor(relay, observer=lambda method, outcome, seconds, size: calls.append((method,
+                                                                                                        outcome)))
+        listener = server.add_service(processor, "127.0.0.1", 0)
+        await server.startup()
+        try:
+            async with FetchCommunicationClient.connect("127.0.0.1", listener.bound_port) as client:
+                await client.fetch_raw([cp_comms[0].id])
+                await client.getCommunicationCount()
+        finally:
+            await server.shutdown()
+    async with RelayFetchHandler("127.0.0.1", unused_port()) as down:
+        reply = await RelayProcessor(down, observer=lambda *a: calls.append((a[0], a[1]))).process(
+            b"\x82\x21\x01\x05fetch\x00")
+    assert reply is not None
+    assert calls == [("fetch", "ok"), ("getCommunicationCount", "ok"), ("fetch", "exception")]
