@@ -9,13 +9,14 @@ import sys
 import tarfile
 import time
 from contextlib import AsyncExitStack
+from typing import Any
 
 from .. import codec
 from ..handlers import CommunicationContainerFetchHandler
 from ..schema import FetchCommunicationService, StoreCommunicationService
 from ..server import Processor, Server
 from .errors import UsageError
-from .ops_commands import open_metrics, service_label, supervise
+from .ops_commands import HTTPFetchClient, open_metrics, service_label, supervise
 from .options import add_server_options, server_config
 from .run import run, serve_until_signalled
 from .sources import add_backend_options, open_source, open_target
@@ -49,7 +50,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="Fetch Communications by id, or ask about, alive, count or ids.")
     p.add_argument("comm_ids", nargs="*", metavar="ID", help="ids to fetch; '-' reads ids from stdin")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9090)
+    p.add_argument("-p", "--port", type=int, default=9090)
+    p.add_argument("--uri", "--url", help="URI of an HTTP/TJSON FetchCommunicationService (instead of --host/--port), "
+                   "e.g. http://localhost:8080/fetch_http_endpoint/")
     p.add_argument("--about", action="store_true", help="print the service's ServiceInfo")
     p.add_argument("--alive", action="store_true", help="print whether the service is alive")
     p.add_argument("--count", action="store_true", help="print the number of Communications")
@@ -119,7 +122,10 @@ async def _fetch_client(args: argparse.Namespace) -> int:
     ids = _read_ids(args)
     if not (ids or args.about or args.alive or args.count or args.get_ids):
         raise UsageError("nothing to do: give ids, or --about, --alive, --count or --get-ids")
-    client = FetchCommunicationClient.connect(args.host, args.port, timeout=args.timeout)
+    if args.uri:
+        client: Any = HTTPFetchClient(args.uri, timeout=args.timeout)
+    else:
+        client = FetchCommunicationClient.connect(args.host, args.port, timeout=args.timeout)
     try:
         async with client:
             if args.about:
@@ -155,7 +161,7 @@ def _save_tgz(path: str, raws: list[bytes]) -> None:
     with tarfile.open(path, "w:gz") as tar:
         for raw in raws:
             comm_id = codec.read_string_field(raw, 1) or "unknown"
-            info = tarfile.TarInfo(f"{comm_id}.comm")
+            info = tarfile.TarInfo(f"{comm_id}.concrete")  # concrete-python's fetch-client names
             info.size = len(raw)
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(raw))

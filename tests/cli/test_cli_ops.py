@@ -24,6 +24,7 @@ from conftest import concrete_comms, unused_port
 
 from aioaccess import FetchCommunicationClient, StoreCommunicationClient
 from aioaccess.cli.config_file import ConfigError, parse_config
+from aioaccess.cli.main import main
 
 # The console script next to this interpreter (not a pyenv shim), else ``python -m aioaccess``.
 _SCRIPT = os.path.join(os.path.dirname(sys.executable), "aioaccess")
@@ -234,6 +235,20 @@ store = "inbox"
             return int(client.getCommunicationCount())
 
     assert await asyncio.to_thread(http_count) == 10
+    some = sorted(os.listdir(comm_dir))[:2]
+    tgz = tmp_path / "fetched.tgz"
+    code, out, err = await run_cli("fetch-client", "--uri", f"http://127.0.0.1:{http_port}/fetch_http_endpoint/",
+                                   "--count", "--save-as-tgz", str(tgz), "-", stdin="\n".join(
+                                       n.removesuffix(".comm") for n in some).encode())
+    assert code == 0, err
+    assert out.strip() == "10"
+    with tarfile.open(tgz) as tar:
+        assert sorted(tar.getnames()) == [n.replace(".comm", ".concrete") for n in some]
+        for name in some:
+            with open(os.path.join(comm_dir, name), "rb") as f:
+                stored = f.read()
+            member = tar.extractfile(name.replace(".comm", ".concrete"))
+            assert member is not None and member.read() == stored
 
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
@@ -280,12 +295,12 @@ def test_bad_configs_are_refused_naming_the_problem(name: str) -> None:
     assert "\n" not in str(info.value)
 
 
-async def test_bad_flags_and_configs_exit_2_with_one_line(tmp_path: Any) -> None:
+def bad_cli_cases(tmp_path: Any) -> list[tuple[str, ...]]:
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text(BAD_CONFIGS["unknown key"])
     missing_source = tmp_path / "missing.toml"
     missing_source.write_text(f'[[services]]\nkind = "fetch"\nport = {unused_port()}\nsource = "/no/such/dir"\n')
-    cases = [
+    return [
         ("fetch-server",),
         ("fetch-server", "/no/such/source"),
         ("store-server", str(tmp_path), "--port", "ninety"),
@@ -298,6 +313,23 @@ async def test_bad_flags_and_configs_exit_2_with_one_line(tmp_path: Any) -> None
         ("serve", str(missing_source)),
         ("no-such-command",),
     ]
+
+
+def test_bad_flags_and_configs_exit_2_with_one_line_in_process(tmp_path: Any, capsys: Any) -> None:
+    for case in bad_cli_cases(tmp_path):
+        try:
+            code = main(list(case))
+        except SystemExit as exc:  # argparse
+            code = exc.code
+        out, err = capsys.readouterr()
+        assert code == 2, (case, err)
+        assert out == "", case
+        assert err.count("\n") == 1 and "error" in err, (case, err)
+
+
+async def test_bad_flags_and_configs_exit_2_with_one_line(tmp_path: Any) -> None:
+    """The same through the console script, for a flag, a source and a config."""
+    cases = [bad_cli_cases(tmp_path)[i] for i in (2, 1, 8)]
     results = await asyncio.gather(*(run_cli(*case) for case in cases))
     for case, (code, out, err) in zip(cases, results, strict=True):
         assert code == 2, (case, err)
@@ -305,9 +337,11 @@ async def test_bad_flags_and_configs_exit_2_with_one_line(tmp_path: Any) -> None
         assert err.count("\n") == 1 and "error" in err, (case, err)
 
 
-async def test_version_and_loglevel_on_every_command() -> None:
+def test_version_and_loglevel_on_every_command(capsys: Any) -> None:
     for command in ("store-client", "wait-service", "serve"):
-        code, out, _ = await run_cli(command, "--version")
-        assert code == 0 and out.startswith("aioaccess ")
-        code, out, _ = await run_cli(command, "-l", "DEBUG", "--help")
-        assert code == 0 and "--loglevel" in out
+        with pytest.raises(SystemExit) as info:
+            main([command, "--version"])
+        assert info.value.code == 0 and capsys.readouterr().out.startswith("aioaccess ")
+        with pytest.raises(SystemExit) as info:
+            main([command, "-l", "DEBUG", "--help"])
+        assert info.value.code == 0 and "--loglevel" in capsys.readouterr().out

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from conftest import unused_port
 
@@ -56,12 +57,17 @@ async def pids_answering(port: int, calls: int) -> set[int]:
 
 
 async def test_two_workers_answer_from_two_pids_and_stop_on_sigterm(comm_dir: str, procs: list[Any]) -> None:
-    port = unused_port()
-    proc = await start(procs, "fetch-server", comm_dir, "--port", str(port), "--workers", "2", "-l", "INFO")
+    port, metrics_port = unused_port(), unused_port()
+    proc = await start(procs, "fetch-server", comm_dir, "--port", str(port), "--workers", "2", "-l", "INFO",
+                       "--metrics-port", str(metrics_port))
     await wait_fetch(port)
     pids = await pids_answering(port, 40)
     assert len(pids) == 2
     assert proc.pid not in pids
+    # the supervisor serves the workers' metrics, summed (Prometheus multiprocess mode)
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
+        text = await resp.text()
+    assert 'aioaccess_calls_total{method="about",outcome="ok",service="fetch"} 40.0' in text
     proc.send_signal(signal.SIGTERM)
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
