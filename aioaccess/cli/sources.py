@@ -146,7 +146,7 @@ async def _open_s3(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -
         raise UsageError(f"cannot make an S3 client: {exc}") from exc
     where = args.endpoint_url or "AWS"
     try:
-        await check_bucket(client, bucket, timeout=args.backend_timeout * 2)
+        await check_bucket(client, bucket, timeout=args.backend_timeout)
     except BackendUnavailable as exc:
         raise UsageError(f"S3 bucket {bucket!r} at {where} is not usable: {exc.reason}") from exc
     return client, bucket
@@ -157,7 +157,7 @@ async def _s3_source(spec: str, args: argparse.Namespace, stack: AsyncExitStack)
 
     client, bucket = await _open_s3(spec, args, stack)
     return S3BackedCommunicationContainer(client, bucket, args.prefix_len, max_concurrency=args.backend_concurrency,
-                                          timeout=args.backend_timeout * 2)
+                                          timeout=args.backend_timeout)
 
 
 async def _s3_target(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> Any:
@@ -165,7 +165,7 @@ async def _s3_target(spec: str, args: argparse.Namespace, stack: AsyncExitStack)
 
     client, bucket = await _open_s3(spec, args, stack)
     return S3BackedStoreHandler(client, bucket, args.prefix_len, max_concurrency=args.backend_concurrency,
-                                timeout=args.backend_timeout * 2)
+                                timeout=args.backend_timeout)
 
 
 # -- fetch://HOST:PORT -----------------------------------------------------
