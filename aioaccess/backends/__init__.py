@@ -11,6 +11,7 @@ from .s3 import S3BackedCommunicationContainer, make_s3_client, prefix_s3_key, u
 from .zip import ZipFileBackedCommunicationContainer
 
 __all__ = [
+    "CONTAINERS",
     "CommunicationContainer",
     "DirectoryBackedCommunicationContainer",
     "FetchBackedCommunicationContainer",
@@ -27,3 +28,17 @@ __all__ = [
     "prefix_s3_key",
     "unprefix_s3_key",
 ]
+
+#: Container classes by ``NAME`` ("memory", "directory", "zip", "redis", "s3", "fetch", "mapping").
+CONTAINERS: dict[str, type[CommunicationContainer]] = {
+    cls.NAME: cls
+    for cls in (
+        MemoryBackedCommunicationContainer,
+        DirectoryBackedCommunicationContainer,
+        ZipFileBackedCommunicationContainer,
+        RedisHashBackedCommunicationContainer,
+        S3BackedCommunicationContainer,
+        FetchBackedCommunicationContainer,
+        MappingContainer,
+    )
+}
