@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-l", "--loglevel", default="INFO",
+    common.add_argument("-l", "--loglevel", "--log-level", default="INFO",
                         type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
                         help="log level (default: INFO)")
     common.add_argument("--version", action="version", version=f"aioaccess {__version__}")

@@ -15,7 +15,8 @@ __all__ = ["add_server_options", "server_config"]
 def add_server_options(parser: argparse.ArgumentParser, default_port: int = 9090) -> None:
     group = parser.add_argument_group("server options")
     group.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    group.add_argument("--port", type=int, default=default_port, help=f"port to listen on (default: {default_port})")
+    group.add_argument("-p", "--port", type=int, default=default_port,
+                       help=f"port to listen on (default: {default_port})")
     group.add_argument("--idle-timeout", type=float, default=300.0,
                        help="close a connection idle this many seconds; 0 never (default: 300)")
     group.add_argument("--max-frame-size", type=int, default=DEFAULT_MAX_FRAME_SIZE,

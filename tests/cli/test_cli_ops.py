@@ -190,7 +190,7 @@ async def test_serve_runs_fetch_store_and_http_on_one_loop(tmp_path: Any, comm_d
                                                            server_procs: list[Any]) -> None:
     import aiohttp
 
-    fetch_port, store_port, http_port, metrics_port = (unused_port() for _ in range(4))
+    fetch_port, store_port, http_port, metrics_port, relay_port = (unused_port() for _ in range(5))
     config = tmp_path / "serve.toml"
     config.write_text(f"""
 [server]
@@ -215,6 +215,11 @@ kind = "http"
 port = {http_port}
 fetch = "corpus"
 store = "inbox"
+
+[[services]]
+kind = "relay"
+port = {relay_port}
+upstream = "127.0.0.1:{fetch_port}"
 """)
     proc = await start_cli("serve", str(config))
     server_procs.append(proc)
@@ -223,6 +228,9 @@ store = "inbox"
 
     async with FetchCommunicationClient.connect("127.0.0.1", fetch_port) as fetch:
         assert await fetch.getCommunicationCount() == 10
+    async with FetchCommunicationClient.connect("127.0.0.1", relay_port) as relayed:
+        relayed_ids = await relayed.getCommunicationIDs(0, 100)
+    assert sorted(relayed_ids) == sorted(n.removesuffix(".comm") for n in os.listdir(comm_dir))
     new = concrete_comms(1, prefix="served")[0]
     async with StoreCommunicationClient.connect("127.0.0.1", store_port) as store:
         await store.store_raw(cp_write(new))
@@ -255,6 +263,7 @@ store = "inbox"
             text = await resp.text()
     assert 'aioaccess_calls_total{method="getCommunicationCount",outcome="ok",service="corpus"} 1.0' in text
     assert 'aioaccess_calls_total{method="store",outcome="ok",service="inbox"} 1.0' in text
+    assert 'aioaccess_calls_total{method="getCommunicationIDs",outcome="ok",service="relay-3"} 1.0' in text
 
     code, err = await stop(proc)
     assert code == 0, err
