@@ -2659,12 +2659,27 @@ py_decode(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
         inbuf_release(&b);
         return NULL;
     }
+    /* allocate the result first: no GC allocation (hence no collection
+       scanning the fresh tree) happens after gc_restore() re-tracks it */
+    PyObject *result = PyTuple_New(2);
+    if (result == NULL) {
+        inbuf_release(&b);
+        return NULL;
+    }
     Reader r = READER(b.data + off, b.data + b.len, b.data);
     PyObject *obj = decode_struct(&r, sd, 1);
-    gc_restore(&r);
-    Py_ssize_t end = r.p - r.base;
+    PyObject *end = obj ? PyLong_FromSsize_t(r.p - r.base) : NULL;
     inbuf_release(&b);
-    return pair(obj, end);
+    if (end == NULL) {
+        Py_XDECREF(obj);
+        gc_restore(&r);
+        Py_DECREF(result);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, obj);
+    PyTuple_SET_ITEM(result, 1, end);
+    gc_restore(&r);
+    return result;
 }
 
 PyDoc_STRVAR(encode_doc,
