@@ -28,6 +28,7 @@ from aioaccess import (
     S3BackedCommunicationContainer,
     ServicesException,
     ZipFileBackedCommunicationContainer,
+    codec,
     prefix_s3_key,
 )
 from aioaccess.backends.base import CommunicationContainer
@@ -245,6 +246,9 @@ async def test_memory_refuses_a_corrupt_file(memory_factory: Make, raws: dict[st
         await memory_factory({good: raws[good], "broken": _truncated(raws[good])})
 
 
-def test_dict_containers_work_without_wrapping(raws: dict[str, bytes]) -> None:
-    handler = CommunicationContainerFetchHandler(dict(raws))
+async def test_a_dict_of_communication_objects_serves_the_same_bytes(raws: dict[str, bytes]) -> None:
+    objects = {comm_id: codec.read_communication_from_buffer(raw) for comm_id, raw in raws.items()}
+    handler = CommunicationContainerFetchHandler(objects)
     assert isinstance(handler.container, MappingContainer)
+    assert await handler.fetch_raw(list(raws)) == list(raws.values())
+    assert await handler.getCommunicationIDs(0, 3) == list(raws)[:3]

@@ -77,7 +77,7 @@ def backend_spec(request: pytest.FixtureRequest, tmp_path: Any) -> list[str]:
         s3.create_bucket(Bucket=bucket)
     finally:
         s3.close()
-    return [f"s3://{bucket}", "--endpoint-url", endpoint]
+    return [f"s3://{bucket}", "--endpoint-url", endpoint, "--prefix-len", "2"]
 
 
 def test_store_then_fetch_through_the_cli(tmp_path: Any, backend_spec: list[str]) -> None:
