@@ -361,6 +361,31 @@ def test_module_surface():
         assert callable(getattr(S, name))
 
 
+def test_wide_and_sparse_structs():
+    # > 48 fields (heap value array) and ids too sparse for a lookup table
+    fields = "\n".join(f"  {i + 1}: {'string' if i % 3 else 'i32'} f{i}" for i in range(70))
+    sparse = "  1: i32 a\n  9000: string b\n  -20000: i64 c\n  32767: list<i16> d\n  -32768: bool e"
+    W = thriftpy2.load_fp(
+        io.StringIO(f"struct Wide {{\n{fields}\n}}\nstruct Sparse {{\n{sparse}\n}}"),
+        module_name="aioaccess_speedups_wide_thrift",
+    )
+    wide = W.Wide(**{f"f{i}": (str(i) if i % 3 else -i) for i in range(0, 70, 2)})
+    buf = S.encode(wide)
+    assert buf == apache_encode(wide)
+    got, end = S.decode(buf, W.Wide)
+    assert end == len(buf) and got == wide == thriftpy2_decode(buf, W.Wide)
+    assert list(got.__dict__) == list(W.Wide().__dict__)
+    sp = W.Sparse(a=1, b="b", c=-(2**40), d=[1, -1], e=False)
+    buf = S.encode(sp)
+    got, end = S.decode(buf, W.Sparse)
+    assert end == len(buf) and got == sp == thriftpy2_decode(buf, W.Sparse)
+    assert S.read_string_field(buf, 9000) == "b"
+    assert S.to_tjson(buf, W.Sparse)[0] == (
+        b'{"-32768":{"tf":0},"-20000":{"i64":-1099511627776},"1":{"i32":1},"9000":{"str":"b"},'
+        b'"32767":{"lst":["i16",2,1,-1]}}'
+    )
+
+
 def test_keyword_arguments_and_errors():
     buf = S.encode(T.V1(a=1, c="c"))
     assert S.decode(buf=buf, cls=T.V1, offset=0)[0] == T.V1(a=1, c="c")
