@@ -157,6 +157,8 @@ class Supervisor:
             status: int | None = None
             while not self.should_exit:
                 time.sleep(0.1)
+                if self.should_exit:  # a worker that exits on the same Ctrl-C is not restarted
+                    break
                 status = self._reap()
                 if status is not None:
                     break
