@@ -8,6 +8,7 @@ few header bytes: ``result{0: FetchResult{1: list<Communication>}}``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ..exceptions import ProtocolError
@@ -23,6 +24,7 @@ __all__ = [
     "parse_application_exception",
     "build_fetch_reply",
     "build_message",
+    "parse_fetch_call",
     "parse_fetch_request_ids",
     "parse_header",
     "slice_struct_field",
@@ -121,12 +123,70 @@ _SUCCESS_STRUCT = b"\x0c\x00"
 _FETCH_RESULT_LIST = b"\x19"
 
 
+# "fetch" REPLY message header up to the seqid, and from the name on
+_FETCH_REPLY_START = bytes((PROTOCOL_ID, (REPLY << 5) | VERSION))
+_FETCH_REPLY_NAME = b"\x05fetch" + _SUCCESS_STRUCT + _FETCH_RESULT_LIST
+# list<Communication> headers for 0..14 elements
+_STRUCT_LIST_HEADERS = [bytes(((n << 4) | 12,)) for n in range(15)]
+_FETCH_REPLY_END = b"\x00\x00"
+
+
 def build_fetch_reply(seqid: int, comms: Sequence[bytes]) -> bytes:
-    """Frame a ``fetch`` reply whose Communications are already compact bytes."""
-    parts = [_SUCCESS_STRUCT, _FETCH_RESULT_LIST, _list_header(len(comms), 12)]
-    parts.extend(comms)
-    parts.append(b"\x00\x00")
-    return build_message("fetch", REPLY, seqid, b"".join(parts))
+    """Frame a ``fetch`` reply whose Communications are already compact bytes.
+
+    The stored bytes are copied once, into the returned frame.
+    """
+    n = len(comms)
+    head = _FETCH_REPLY_START + (bytes((seqid,)) if 0 <= seqid < 0x80 else encode_varint(seqid & 0xFFFFFFFF))
+    head += _FETCH_REPLY_NAME + (_STRUCT_LIST_HEADERS[n] if n < 15 else _list_header(n, 12))
+    if n == 1:
+        comm = comms[0]
+        size = len(head) + len(comm) + 2
+        return b"".join((size.to_bytes(4, "big"), head, comm, _FETCH_REPLY_END))
+    size = len(head) + sum(map(len, comms)) + 2
+    return b"".join((size.to_bytes(4, "big"), head, *comms, _FETCH_REPLY_END))
+
+
+# A compact CALL of "fetch": protocol id, CALL|version, varint seqid, name, then
+# fetch_args field 1 (struct).  The match ends on that field header.
+_FETCH_CALL = re.compile(rb"\x82\x21([\x80-\xff]{0,4}[\x00-\x7f])\x05fetch\x1c")
+
+
+def parse_fetch_call(msg: bytes) -> tuple[int, list[str]] | None:
+    """``(seqid, ids)`` of a plain ``fetch`` CALL, read in one pass; None for anything else.
+
+    A None answer only means "not the common layout": the caller then parses
+    the message generically with :func:`parse_header`.
+    """
+    m = _FETCH_CALL.match(msg)
+    if m is None:
+        return None
+    raw = m.group(1)
+    seqid = raw[0] if len(raw) == 1 else _varint(raw, 0)[0]
+    if seqid >= 2**31:
+        seqid -= 2**32
+    pos = m.end()
+    try:
+        # FetchRequest{1: list<string> (< 15 ids, each < 128 bytes)} and nothing else: the usual call.
+        head = msg[pos + 1]
+        if msg[pos] == 0x19 and head & 0x0F == 8 and head < 0xF0:
+            pos += 2
+            ids = []
+            for _ in range(head >> 4):
+                size = msg[pos]
+                if size >= 0x80:
+                    break
+                pos += 1 + size
+                ids.append(msg[pos - size : pos].decode("utf-8"))
+            else:
+                if msg[pos : pos + 2] == b"\x00\x00":
+                    return seqid, ids
+    except (IndexError, UnicodeDecodeError):
+        pass  # the general parser below says what is wrong
+    ids = parse_fetch_request_ids(msg, m.end() - 1)
+    if ids is None:
+        return None
+    return seqid, ids
 
 
 def _read_field_header(buf: bytes, pos: int, last: int) -> tuple[int, int, int]:
