@@ -14,6 +14,9 @@
 ``RedisServerProcess(port)``
     Start/stop your own redis-server (``.start()``, ``.stop()``, ``.url``), e.g.
     to kill Redis under a running server and bring it back on the same port.
+``MotoServerProcess(port)``
+    The same for your own ``moto_server`` (``.url`` is the endpoint URL); call
+    ``set_dummy_aws_env()`` first if no ``s3_server`` fixture ran.
 ``s3_server`` (session)
     Endpoint URL (``http://127.0.0.1:PORT``) of ``moto_server`` started for the
     session.  Dummy AWS credentials and region are put in ``os.environ``
