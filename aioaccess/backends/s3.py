@@ -191,6 +191,24 @@ class S3BackedCommunicationContainer(CommunicationContainer):
             n += 1
         return n
 
+    async def _ids(self, offset: int, count: int | None) -> list[str]:
+        if offset < 0 or count is None or count < 0:
+            ids = [i async for i in self._iter_ids()]
+            return ids[offset:][:count]
+        # Listing is in key order: stop once the requested page is complete.
+        page: list[str] = []
+        if count == 0:
+            return page
+        position = 0
+        async with contextlib.aclosing(self._iter_ids()) as ids:
+            async for comm_id in ids:
+                if position >= offset:
+                    page.append(comm_id)
+                    if len(page) == count:
+                        break
+                position += 1
+        return page
+
     async def _contains(self, comm_id: str) -> bool:
         key = prefix_s3_key(comm_id, self.prefix_len)
         try:

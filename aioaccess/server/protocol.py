@@ -185,6 +185,12 @@ class FramedProtocol(asyncio.Protocol):
             pass
         self.transport.close()
 
+    def _internal_error(self) -> None:
+        # A bug, not the peer's fault; closing beats leaving the connection busy forever.
+        logger.exception("Closing connection: answering a call failed")
+        if self.transport is not None:
+            self.transport.close()
+
     def _protocol_error(self, exc: Exception) -> None:
         logger.info("Closing connection: %s", exc)
         self.state.protocol_errors += 1
@@ -205,6 +211,9 @@ class FramedProtocol(asyncio.Protocol):
             except ProtocolError as exc:
                 self._protocol_error(exc)
                 return
+            except Exception:
+                self._internal_error()
+                return
             self.busy = True
             self.task = self.loop.create_task(self._finish(_resume(coro, yielded)))
             self.state.tasks.add(self.task)
@@ -221,6 +230,10 @@ class FramedProtocol(asyncio.Protocol):
         except ProtocolError as exc:
             self.busy = False
             self._protocol_error(exc)
+            return
+        except Exception:
+            self.busy = False
+            self._internal_error()
             return
         self.busy = False
         self._reply(reply)
