@@ -119,7 +119,12 @@ class Processor:
         result = method.result_cls()
         if method.has_success:
             result.success = value
-        return build_message(method.name, REPLY, header.seqid, codec.encode(result))
+        try:
+            body = codec.encode(result)
+        except CodecError as exc:
+            # The handler's value is at fault, not the caller's bytes: INTERNAL_ERROR, not PROTOCOL_ERROR.
+            raise RuntimeError(f"{method.name} returned a value that cannot be encoded: {exc}") from exc
+        return build_message(method.name, REPLY, header.seqid, body)
 
     def _failed(self, method: _Method, header: MessageHeader, exc: Exception) -> tuple[str, bytes]:
         """(outcome, reply) for a call that raised ``exc``."""
@@ -147,9 +152,13 @@ class Processor:
         if match is None:
             return None
         field, thrift_exc = match
+        try:
+            body = codec.encode(method.result_cls(**{field: thrift_exc}))
+        except CodecError as exc:  # e.g. a ServicesException without its required message
+            logger.error("%s raised %r, which cannot be encoded: %s", method.name, thrift_exc, exc)
+            return None
         logger.info("%s raised %s", method.name, thrift_exc)
-        result = method.result_cls(**{field: thrift_exc})
-        return lambda seqid: build_message(method.name, REPLY, seqid, codec.encode(result))
+        return lambda seqid: build_message(method.name, REPLY, seqid, body)
 
     async def _fetch_raw(self, msg: bytes, header: MessageHeader) -> bytes:
         ids = parse_fetch_request_ids(msg, header.body_offset)

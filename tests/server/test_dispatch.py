@@ -326,3 +326,33 @@ def test_processor_lists_every_service_method(processor: Processor) -> None:
 async def test_fetch_handler_without_raw_uses_objects(processor: Processor) -> None:
     reply = await processor.process(msg("fetch", args("fetch", FetchRequest(communicationIds=["zz"]))))
     assert result(reply, "fetch").success.communications == []
+
+
+async def test_unencodable_return_value_is_internal_error_not_protocol_error() -> None:
+    class Bad:
+        async def about(self) -> ServiceInfo:
+            return ServiceInfo()  # required name missing
+
+        async def getCommunicationCount(self) -> Any:
+            return "many"
+
+    p = Processor(FetchCommunicationService, Bad())
+    kind, text = app_exception(await p.process(msg("about", b"\x00")))
+    assert kind == INTERNAL_ERROR and "cannot be encoded" in text
+    kind, _ = app_exception(await p.process(msg("getCommunicationCount", b"\x00")))
+    assert kind == INTERNAL_ERROR
+
+
+async def test_unencodable_declared_exception_is_internal_error(processor: Processor, handler: Handler) -> None:
+    handler.fail_with = ServicesException()  # required message missing
+    kind, text = app_exception(await processor.process(msg("fetch", args("fetch", FetchRequest(communicationIds=[])))))
+    assert kind == INTERNAL_ERROR and "ServicesException" in text
+
+
+async def test_unencodable_exception_over_the_wire_keeps_the_connection(live: Any, handler: Handler) -> None:
+    async with FetchCommunicationClient.connect("127.0.0.1", live.bound_port, timeout=5) as client:
+        handler.fail_with = ServicesException()
+        with pytest.raises(TApplicationException):
+            await client.fetch(FetchRequest(communicationIds=["a"]))
+        handler.fail_with = None
+        assert await client.getCommunicationCount() == 3

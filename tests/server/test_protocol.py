@@ -369,3 +369,18 @@ async def test_shutdown_starts_no_new_call_after_the_one_in_flight() -> None:
     assert [result_of(r)[1] for r in transport.replies()] == [1]
     assert handler.calls == ["count"]
     assert not state.tasks
+
+
+@pytest.mark.parametrize("handler_cls", [SyncHandler, SlowHandler])
+async def test_a_bug_while_answering_closes_the_connection_instead_of_hanging(handler_cls: type) -> None:
+    def broken_observer(*_: Any) -> None:
+        raise RuntimeError("observer bug")
+
+    state = ServerState(ServerConfig())
+    proto = FramedProtocol(Processor(FetchCommunicationService, handler_cls(), observer=broken_observer), state)
+    transport = MockTransport(proto)
+    proto.connection_made(transport)
+    proto.data_received(call("getCommunicationCount", 1))
+    await wait_closed(transport)
+    assert not proto.busy
+    assert proto not in state.connections
