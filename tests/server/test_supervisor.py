@@ -56,18 +56,32 @@ async def pids_answering(port: int, calls: int) -> set[int]:
     return pids
 
 
+async def both_workers(port: int) -> tuple[set[int], int]:
+    """The worker pids once two answer (wait-service returns when the first listens), and the about() calls made."""
+    deadline = time.monotonic() + 60
+    pids: set[int] = set()
+    calls = 0
+    while time.monotonic() < deadline:
+        pids |= await pids_answering(port, 20)
+        calls += 20
+        if len(pids) >= 2:
+            break
+        await asyncio.sleep(0.2)
+    return pids, calls
+
+
 async def test_two_workers_answer_from_two_pids_and_stop_on_sigterm(comm_dir: str, procs: list[Any]) -> None:
     port, metrics_port = unused_port(), unused_port()
     proc = await start(procs, "fetch-server", comm_dir, "--port", str(port), "--workers", "2", "-l", "INFO",
                        "--metrics-port", str(metrics_port))
     await wait_fetch(port)
-    pids = await pids_answering(port, 40)
+    pids, calls = await both_workers(port)
     assert len(pids) == 2
     assert proc.pid not in pids
     # the supervisor serves the workers' metrics, summed (Prometheus multiprocess mode)
     async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
         text = await resp.text()
-    assert 'aioaccess_calls_total{method="about",outcome="ok",service="fetch"} 40.0' in text
+    assert f'aioaccess_calls_total{{method="about",outcome="ok",service="fetch"}} {calls:.1f}' in text
     proc.send_signal(signal.SIGTERM)
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
@@ -82,7 +96,7 @@ async def test_a_dead_worker_is_restarted(comm_dir: str, procs: list[Any]) -> No
     port = unused_port()
     proc = await start(procs, "fetch-server", comm_dir, "--port", str(port), "--workers", "2", "-l", "WARNING")
     await wait_fetch(port)
-    first = await pids_answering(port, 40)
+    first, _ = await both_workers(port)
     assert len(first) == 2
     victim = min(first)
     os.kill(victim, signal.SIGKILL)
