@@ -203,6 +203,39 @@ async def test_pipelined_calls_behind_a_slow_backend_stop_reading(store_dir: str
     assert os.listdir(store_dir) == ["piped-0.comm"]
 
 
+async def test_client_that_never_reads_cannot_make_the_server_buffer_replies(tmp_path: Any) -> None:
+    """Regression: 46 KB of pipelined fetches from a client that never read made the server buffer 2 GB."""
+    from concrete.util import create_comm
+    from concrete.util import write_communication_to_file as cp_write_file
+
+    comm = create_comm("big", "")
+    comm.text = "x" * 500_000
+    cp_write_file(comm, os.fspath(tmp_path / "big.comm"))
+    handler = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(os.fspath(tmp_path)))
+    server = Server(ServerConfig(idle_timeout=30))
+    listener = server.add_service(Processor(FetchCommunicationService, handler), "127.0.0.1", 0)
+    await server.startup()
+    n = 200  # 100 MB of replies owed
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.bound_port, limit=1 << 16)
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        writer.write(b"".join(_fetch_frame(["big"], seqid=i + 1) for i in range(n)))
+        await writer.drain()
+        await asyncio.sleep(1.0)  # the client reads nothing meanwhile
+        (conn,) = server.state.connections
+        buffered = conn.transport.get_write_buffer_size()
+        set_figure("unread_replies_buffered_bytes", {"owed": n * 500_000, "buffered": buffered})
+        assert buffered < 8 << 20, f"{buffered} bytes of replies buffered for a client that reads nothing"
+        # Once the client reads, every reply arrives, in order.
+        async with asyncio.timeout(60):
+            for i in range(n):
+                header = parse_header(await _read_frame(reader))
+                assert header.mtype == 2 and header.seqid == i + 1
+        writer.close()
+    finally:
+        await server.shutdown()
+
+
 async def _hold_and_serve(port: int, n: int) -> int:
     """Open ``n`` connections, keep all open, then make one fetch on every one of them at once."""
     conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
