@@ -356,3 +356,43 @@ async def test_unencodable_exception_over_the_wire_keeps_the_connection(live: An
             await client.fetch(FetchRequest(communicationIds=["a"]))
         handler.fail_with = None
         assert await client.getCommunicationCount() == 3
+
+
+class RawStore:
+    def __init__(self) -> None:
+        self.got: list[tuple[str | None, bytes]] = []
+
+    async def store_raw(self, comm_id: str | None, raw: bytes) -> None:
+        if comm_id is None:
+            raise InvalidCommId("None", "the Communication has no id")
+        self.got.append((comm_id, raw))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x00",  # no Communication at all
+        b"\x15\x02\x00",  # an i32 where the Communication should be
+        b"\x1c\x18\x02id",  # Communication truncated
+        b"\x1c" * 100,  # nested far too deep
+    ],
+)
+async def test_store_fast_path_refuses_malformed_arguments(body: bytes) -> None:
+    store = RawStore()
+    p = Processor(StoreCommunicationService, store)
+    kind, _ = app_exception(await p.process(msg("store", body)))
+    assert kind == PROTOCOL_ERROR
+    assert store.got == []
+
+
+async def test_store_fast_path_passes_the_bytes_as_they_arrived() -> None:
+    store = RawStore()
+    p = Processor(StoreCommunicationService, store)
+    raw = cp_write(concrete_comms(1, prefix="fast")[0])
+    reply = await p.process(msg("store", b"\x1c" + raw + b"\x00"))
+    assert result(reply, "store", StoreCommunicationService).ex is None
+    assert store.got == [("fast-0", raw)]
+    # A Communication without an id reaches the handler as None, and its refusal is declared.
+    no_id = b"\x1c" + raw[raw.index(b"\x1c"):] + b"\x00"  # drop field 1 (the id) from the front
+    ex = result(await p.process(msg("store", no_id)), "store", StoreCommunicationService).ex
+    assert isinstance(ex, ServicesException) and "no id" in ex.message
