@@ -396,3 +396,27 @@ async def test_store_fast_path_passes_the_bytes_as_they_arrived() -> None:
     no_id = b"\x1c" + raw[raw.index(b"\x1c"):] + b"\x00"  # drop field 1 (the id) from the front
     ex = result(await p.process(msg("store", no_id)), "store", StoreCommunicationService).ex
     assert isinstance(ex, ServicesException) and "no id" in ex.message
+
+
+@pytest.mark.parametrize(
+    ("body", "ok"),
+    [
+        (b"\x1c\x00\x00", True),  # FetchRequest without its (required) ids
+        (b"\x1c\x19\x08\x00\x00", True),  # empty id list
+        (b"\x1c\x28\x0aonly-auths\x00\x00", True),  # auths, no ids
+        (b"\x00", False),  # no FetchRequest at all
+    ],
+    ids=["no-ids", "empty", "auths-only", "no-request"],
+)
+async def test_fetch_fast_path_with_missing_parts(body: bytes, ok: bool) -> None:
+    from aioaccess import CommunicationContainerFetchHandler
+
+    raw = cp_write(concrete_comms(1)[0])
+    p = Processor(FetchCommunicationService, CommunicationContainerFetchHandler({"comm-0": raw}))
+    reply = await p.process(msg("fetch", body))
+    h = parse_header(reply[4:])
+    if ok:
+        assert result(reply, "fetch").success.communications == []
+    else:
+        assert h.mtype == EXCEPTION
+        assert parse_application_exception(reply[4:], h.body_offset)[0] == PROTOCOL_ERROR
