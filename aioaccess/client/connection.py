@@ -29,6 +29,7 @@ class Connection:
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
         self._seqids = itertools.count(1)
+        self._closes = 0  # aclose() calls so far: a call never reopens what aclose() shut mid-call
 
     @property
     def is_connected(self) -> bool:
@@ -58,6 +59,7 @@ class Connection:
         the service calls are idempotent.
         """
         async with self._lock:
+            closes = self._closes
             reused = self.is_connected
             if not reused:
                 self._abort()
@@ -65,7 +67,7 @@ class Connection:
             try:
                 return await self._exchange(message, oneway)
             except _ClosedBeforeReply as exc:
-                if not reused:
+                if not reused or self._closes != closes:
                     raise ConnectionError(f"{self.host}:{self.port} closed the connection") from exc.__cause__
             await self.connect()
             try:
@@ -109,6 +111,7 @@ class Connection:
 
     async def aclose(self) -> None:
         """Close the connection."""
+        self._closes += 1
         writer, self._reader, self._writer = self._writer, None, None
         if writer is not None:
             writer.close()

@@ -279,3 +279,21 @@ async def test_request_over_the_server_frame_limit_closes_only_that_connection(c
         assert 1 <= server.state.protocol_errors <= 2
     finally:
         await server.shutdown()
+
+
+async def test_aclose_during_a_call_does_not_reopen_the_connection(comm_dir: str) -> None:
+    handler = CountingHandler(DirectoryBackedCommunicationContainer(comm_dir))
+    handler.delay = 30.0
+    server, port = await start(handler, graceful_timeout=0)
+    try:
+        client = FetchCommunicationClient.connect("127.0.0.1", port, timeout=10)
+        await client.__aenter__()
+        call = asyncio.create_task(client.fetch_raw(["comm-1"]))
+        await asyncio.sleep(0.1)
+        await client.aclose()
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(call, 5)
+        assert not client.transport.is_connected
+        assert handler.in_flight == 1  # sent once, not retried on a new connection
+    finally:
+        await server.shutdown()
