@@ -146,7 +146,12 @@ def main(argv: list[str] | None = None) -> int:
             await proxy.aclose()
 
     try:
-        asyncio.run(serve())
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(serve())
+        else:
+            uvloop.run(serve())
     except KeyboardInterrupt:
         pass
     return 0

@@ -249,12 +249,36 @@ def _now() -> str:
 
 async def _endpoint_through_proxy(args: argparse.Namespace, host: str, port: int,
                                   stack: AsyncExitStack) -> tuple[str, int]:
+    """``(host, port)`` to connect to: the endpoint itself, or a latency proxy in front of it.
+
+    The proxy runs in its own process (``python -m aioaccess.bench.proxy``),
+    so its CPU is not counted as the client's and it does not share the
+    client's event loop.
+    """
     if not args.latency_ms:
         return host, port
-    from ..bench.proxy import latency_proxy
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aioaccess.bench.proxy", f"{host}:{port}", "--delay-ms", str(args.latency_ms),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE)
 
-    proxy = await stack.enter_async_context(latency_proxy(host, port, args.latency_ms / 1000.0))
-    return proxy.host, proxy.port
+    async def stop() -> None:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
+
+    stack.push_async_callback(stop)
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            line = (await proc.stdout.readline()).decode().strip()
+    except TimeoutError:
+        line = ""
+    phost, _, pport = line.rpartition(":")
+    if not pport.isdigit():
+        raise UsageError("the latency proxy did not start")
+    logger.info("Latency proxy (pid %d) %s:%s -> %s:%d, +%g ms each way", proc.pid, phost, pport, host, port,
+                args.latency_ms)
+    return phost, int(pport)
 
 
 # -- s3 -----------------------------------------------------------------------
