@@ -9,6 +9,7 @@ __all__ = [
     "FrameTooLarge",
     "InvalidCommId",
     "ProtocolError",
+    "ReplyTooLarge",
 ]
 
 
@@ -25,6 +26,16 @@ class FrameTooLarge(ProtocolError):
 
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"frame of {size} bytes is outside the allowed 1..{limit}")
+        self.size = size
+        self.limit = limit
+
+
+class ReplyTooLarge(AioaccessError):
+    """A reply would exceed the server's limit (e.g. a fetch repeating one big id)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the reply would be {size} bytes, over this server's limit of {limit}; "
+                         "ask for fewer or smaller Communications per call")
         self.size = size
         self.limit = limit
 

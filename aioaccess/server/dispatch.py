@@ -19,6 +19,7 @@ from ..codec import CodecError
 from ..exceptions import AioaccessError, ProtocolError
 from ..wire.messages import (
     CALL,
+    DEFAULT_MAX_REPLY_SIZE,
     ONEWAY,
     REPLY,
     MessageHeader,
@@ -63,10 +64,13 @@ class _Method:
 class Processor:
     """Answers framed compact messages for one service with one handler."""
 
-    def __init__(self, service: Any, handler: Any, *, observer: CallObserver | None = None) -> None:
+    def __init__(self, service: Any, handler: Any, *, observer: CallObserver | None = None,
+                 max_reply_size: int = DEFAULT_MAX_REPLY_SIZE) -> None:
         self.service = service
         self.handler = handler
         self.observer = observer
+        #: A fetch reply of several Communications over this many bytes is a ServicesException.
+        self.max_reply_size = max_reply_size
         self.methods: dict[str, _Method] = {}
         for name in service.thrift_services:
             self.methods[name] = _Method(service, name, handler)
@@ -87,7 +91,7 @@ class Processor:
             if call is not None:
                 seqid, ids = call
                 try:
-                    return build_fetch_reply(seqid, await self.handler.fetch_raw(ids))
+                    return build_fetch_reply(seqid, await self.handler.fetch_raw(ids), self.max_reply_size)
                 except Exception as exc:
                     return self._failed(self.methods["fetch"], MessageHeader("fetch", CALL, seqid, 0), exc)[1]
         header = parse_header(msg)
@@ -168,7 +172,7 @@ class Processor:
                 raise ProtocolError("fetch() arguments hold no FetchRequest")
             ids = list(args.request.communicationIds or ())
         comms = await self.handler.fetch_raw(ids)
-        return build_fetch_reply(header.seqid, comms)
+        return build_fetch_reply(header.seqid, comms, self.max_reply_size)
 
     async def _store_raw(self, msg: bytes, header: MessageHeader) -> bytes:
         span = slice_struct_field(msg, header.body_offset, 1, codec.skip)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..exceptions import ProtocolError
+from ..exceptions import ProtocolError, ReplyTooLarge
 
 __all__ = [
     "CALL",
+    "DEFAULT_MAX_REPLY_SIZE",
     "EXCEPTION",
     "ONEWAY",
     "REPLY",
@@ -35,6 +36,9 @@ VERSION = 1
 CALL, REPLY, EXCEPTION, ONEWAY = 1, 2, 3, 4
 
 _MAX_NAME = 256
+
+#: Largest fetch reply of several Communications a server builds by default: 1 GiB.
+DEFAULT_MAX_REPLY_SIZE = 1 << 30
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -131,10 +135,13 @@ _STRUCT_LIST_HEADERS = [bytes(((n << 4) | 12,)) for n in range(15)]
 _FETCH_REPLY_END = b"\x00\x00"
 
 
-def build_fetch_reply(seqid: int, comms: Sequence[bytes]) -> bytes:
+def build_fetch_reply(seqid: int, comms: Sequence[bytes], max_size: int = DEFAULT_MAX_REPLY_SIZE) -> bytes:
     """Frame a ``fetch`` reply whose Communications are already compact bytes.
 
-    The stored bytes are copied once, into the returned frame.
+    The stored bytes are copied once, into the returned frame.  A reply of
+    several Communications larger than ``max_size`` raises ReplyTooLarge
+    before anything is allocated (a 6 KB request repeating one 1 MB id
+    would otherwise cost 1.5 GB).
     """
     n = len(comms)
     head = _FETCH_REPLY_START + (bytes((seqid,)) if 0 <= seqid < 0x80 else encode_varint(seqid & 0xFFFFFFFF))
@@ -144,6 +151,8 @@ def build_fetch_reply(seqid: int, comms: Sequence[bytes]) -> bytes:
         size = len(head) + len(comm) + 2
         return b"".join((size.to_bytes(4, "big"), head, comm, _FETCH_REPLY_END))
     size = len(head) + sum(map(len, comms)) + 2
+    if size > max_size:
+        raise ReplyTooLarge(size, max_size)
     return b"".join((size.to_bytes(4, "big"), head, *comms, _FETCH_REPLY_END))
 
 

@@ -260,3 +260,51 @@ def test_fetch_of_many_unknown_ids_costs_one_log_line(fuzz_dir: tuple[str, dict[
         log_bytes = os.path.getsize(server.log_path)
     add_figure("bad_inputs_tried")
     assert log_bytes < 64 * 1024, f"{log_bytes} bytes of log for one fetch of {n} unknown ids"
+
+
+def test_fetch_repeating_one_big_id_is_refused_before_allocating(tmp_path: Any) -> None:
+    """Regression: a 6 KB request repeating a 1 MB id 1,500 times made the server allocate a 1.5 GB reply.
+
+    A fetch reply of several Communications is capped (1 GiB by default): the
+    caller gets a ServicesException saying so, the server's memory stays put.
+    """
+    from concrete.access.ttypes import FetchRequest
+    from concrete.services.ttypes import ServicesException
+    from concrete.util import create_comm
+    from concrete.util.access_wrapper import FetchCommunicationClientWrapper
+
+    comm = create_comm("big", "")
+    comm.text = "x" * 1_000_000
+    cp_write_file(comm, os.fspath(tmp_path / "big.comm"))
+    with AioaccessProcess("fetch-server", os.fspath(tmp_path)) as server:
+        before = rss_kb(server.pid)
+        with FetchCommunicationClientWrapper("127.0.0.1", server.port) as client:
+            with pytest.raises(ServicesException, match="over this server's limit"):
+                client.fetch(FetchRequest(communicationIds=["big"] * 1500))
+            add_figure("bad_inputs_tried")
+            assert [c.id for c in client.fetch(FetchRequest(communicationIds=["big"] * 3)).communications] == [
+                "big"] * 3
+        after = rss_kb(server.pid)
+    assert after - before < 100 * 1024, f"RSS went from {before} KiB to {after} KiB"
+
+
+def test_reply_cap_is_per_processor(tmp_path: Any) -> None:
+    from concrete.access.ttypes import FetchRequest
+    from concrete.services.ttypes import ServicesException
+    from concrete.util import create_comm
+    from concrete.util.access_wrapper import FetchCommunicationClientWrapper
+
+    from aioaccess.schema import FetchCommunicationService
+    from aioaccess.server import Processor
+
+    comm = create_comm("mid", "")
+    comm.text = "y" * 100_000
+    cp_write_file(comm, os.fspath(tmp_path / "mid.comm"))
+    handler = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(os.fspath(tmp_path)))
+    wrapper = FetchCommunicationServiceWrapper(handler)
+    wrapper.processor = Processor(FetchCommunicationService, handler, max_reply_size=1_000_000)
+    with ThreadedServer(wrapper) as server, FetchCommunicationClientWrapper("127.0.0.1", server.port) as client:
+        assert len(client.fetch(FetchRequest(communicationIds=["mid"] * 9)).communications) == 9
+        with pytest.raises(ServicesException, match="limit of 1000000"):
+            client.fetch(FetchRequest(communicationIds=["mid"] * 11))
+        assert len(client.fetch(FetchRequest(communicationIds=["mid"])).communications) == 1
