@@ -23,6 +23,7 @@ from aioaccess import (
     ServicesException,
     __version__,
     read_communication_from_buffer,
+    write_communication_to_buffer,
 )
 
 GRID = [-20, -11, -10, -3, -1, 0, 1, 2, 5, 9, 10, 11, 100]
@@ -60,15 +61,10 @@ async def test_fetch_skips_unknown_ids_keeps_order_and_duplicates(comm_dir: str,
     ids = [cp_comms[5].id, "missing", cp_comms[1].id, cp_comms[5].id, ""]
     result = await handler.fetch(FetchRequest(communicationIds=ids))
     reference = CpHandler(CpDirectoryContainer(comm_dir)).fetch(CpFetchRequest(communicationIds=ids))
-    assert [cp_write_aio(c) for c in result.communications] == [cp_write(c) for c in reference.communications]
+    assert [write_communication_to_buffer(c) for c in result.communications] == [
+        cp_write(c) for c in reference.communications]
     assert await handler.fetch_raw(ids) == [cp_write(c) for c in reference.communications]
     assert (await handler.fetch(FetchRequest(communicationIds=[]))).communications == []
-
-
-def cp_write_aio(comm: Any) -> bytes:
-    from aioaccess import write_communication_to_buffer
-
-    return write_communication_to_buffer(comm)
 
 
 async def test_count_and_ids_slicing_match_reference_over_a_grid(nested_dir: tuple[str, list[Any]]) -> None:
