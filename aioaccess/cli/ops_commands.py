@@ -134,7 +134,10 @@ def supervise(args: argparse.Namespace, binds: list[tuple[str, int]] | None = No
             extra = ["--port", str(reserved[0].getsockname()[1])]
         argv = [sys.executable, "-m", "aioaccess", *args.argv, *extra]
         metrics = (args.metrics_host, args.metrics_port) if getattr(args, "metrics_port", None) is not None else None
-        return Supervisor(argv, workers, graceful_timeout=args.graceful_timeout, metrics=metrics).run()
+        try:
+            return Supervisor(argv, workers, graceful_timeout=args.graceful_timeout, metrics=metrics).run()
+        except OSError as exc:  # the metrics port, or no way to start a process
+            raise UsageError(f"cannot start {workers} workers: {exc.strerror or exc}") from exc
     finally:
         for sock in reserved:
             sock.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -122,15 +123,18 @@ async def test_workers_that_cannot_start_stop_the_supervisor(procs: list[Any], t
     assert "Traceback" not in err.decode()
 
 
-async def test_port_in_use_is_caught_before_workers_start(procs: list[Any], comm_dir: str) -> None:
-    with __import__("socket").socket() as busy:
+@pytest.mark.parametrize("which", ["port", "metrics-port"])
+async def test_port_in_use_is_caught_before_workers_start(procs: list[Any], comm_dir: str, which: str) -> None:
+    with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        port = busy.getsockname()[1]
-        proc = await start(procs, "fetch-server", comm_dir, "--port", str(port), "--workers", "2")
+        busy_port = str(busy.getsockname()[1])
+        ports = {"port": str(unused_port()), "metrics-port": str(unused_port()), which: busy_port}
+        proc = await start(procs, "fetch-server", comm_dir, "--port", ports["port"], "--metrics-port",
+                           ports["metrics-port"], "--workers", "2", "-l", "ERROR")
         _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
-    assert err.decode().count("\n") == 1 and "cannot listen" in err.decode()
+    assert err.decode().count("\n") == 1 and ("cannot listen" in err.decode() or "cannot start" in err.decode())
 
 
 def test_reserve_port_holds_the_port_for_reuseport_binds() -> None:
