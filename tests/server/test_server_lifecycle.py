@@ -273,3 +273,22 @@ async def test_pipelined_calls_on_a_real_socket_are_answered_in_order(fetch_serv
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def test_half_closed_client_still_gets_its_answers(fetch_server: Any) -> None:
+    from aioaccess import codec
+    from aioaccess.wire.framing import FrameDecoder
+    from aioaccess.wire.messages import CALL, build_message, parse_header
+
+    body = codec.encode(FetchCommunicationService.getCommunicationCount_args())
+    reader, writer = await asyncio.open_connection("127.0.0.1", fetch_server.bound_port)
+    try:
+        writer.write(b"".join(build_message("getCommunicationCount", CALL, i, body) for i in range(3)))
+        writer.write_eof()  # "no more requests", as a shell pipe would do
+        async with asyncio.timeout(10):
+            data = await reader.read()  # everything until the server closes
+        frames = FrameDecoder().feed(data)
+        assert [parse_header(f).seqid for f in frames] == [0, 1, 2]
+    finally:
+        writer.close()
+        await writer.wait_closed()
