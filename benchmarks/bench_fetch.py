@@ -162,7 +162,7 @@ def server_command(name: str, corpus: Corpus, k: int, port: int,
     py = sys.executable
     cp = [py, os.path.join(BIN, "fetch-server.py"), "--host", "127.0.0.1", "-p", str(port), "-l", "warning"]
     aio = [py, "-m", "aioaccess", "fetch-server", "--host", "127.0.0.1", "--port", str(port), "-l", "WARNING",
-           "--max-connections", "100000"]
+           "--max-connections", "10000"]
     if name == "ceiling":
         return [py, "-m", "benchmarks.ceiling", "--port", str(port), "--corpus-dir", corpus.directory,
                 "-k", str(k)], {}

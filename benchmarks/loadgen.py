@@ -80,6 +80,7 @@ class _Run:
         self.bytes = 0
         self.calls_total = 0
         self.errors = 0
+        self.error_sample: bytes | None = None
         self.dropped = 0
         self.active = 0
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -131,6 +132,8 @@ class _Conn(asyncio.Protocol):
             self.head = b""
             self.size = int.from_bytes(head[:4], "big") + 4
             self.bad = (head[5] >> 5) & 7 != _REPLY or self.size < self.run.min_reply
+            if self.bad and self.run.error_sample is None:
+                self.run.error_sample = head[:300]
             got = len(head)
         else:
             got = self.got + len(data)
@@ -233,6 +236,7 @@ async def run_load(host: str, port: int, frames: list[bytes], conns: int, durati
         "p99_ms": _pct(lat, 0.99) * 1e3,
         "max_ms": (lat[-1] if lat else float("nan")) * 1e3,
         "errors": run.errors,
+        "error_sample": run.error_sample.decode("latin-1") if run.error_sample else None,
         "refused": refused,
         "connect_errors": connect_errors,
         "dropped": run.dropped,
