@@ -293,6 +293,23 @@ def split_communications(name: str, data: bytes) -> list[tuple[str, bytes]]:
     return out
 
 
+_ARCHIVES = (".zip", ".tar", ".tgz", ".gz", ".bz2", ".xz")
+
+
+def plain_total(paths: list[str]) -> int | None:
+    """Bytes under ``paths`` when none is an archive (the progress bar's total), else None."""
+    total = 0
+    for path in paths:
+        files = ([os.path.join(root, n) for n in names if not n.startswith(".")]
+                 for root, _, names in os.walk(path)) if os.path.isdir(path) else [[path]]
+        for group in files:
+            for name in group:
+                if name.lower().endswith(_ARCHIVES):
+                    return None
+                total += os.path.getsize(name)
+    return total
+
+
 def _read_batch(inputs: Iterator[tuple[str, bytes]], n: int) -> list[tuple[str, bytes]]:
     return [item for _, item in zip(range(n), inputs, strict=False)]
 
@@ -321,7 +338,7 @@ async def _store_client(args: argparse.Namespace) -> int:
     progress = Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
                         DownloadColumn(), TimeElapsedColumn(), transient=False,
                         disable=args.no_progress or not sys.stderr.isatty())
-    bar = progress.add_task("storing", total=None)
+    bar = progress.add_task("storing", total=await asyncio.to_thread(plain_total, args.inputs))
 
     async def produce() -> None:
         for path in args.inputs:
@@ -333,6 +350,7 @@ async def _store_client(args: argparse.Namespace) -> int:
                     except CodecError as exc:
                         logger.warning("Skipping %s: not Communications (%s)", name, exc)
                         tally.failed += 1
+                        progress.update(bar, advance=len(data))
                         continue
                     for comm in comms:
                         await queue.put(comm)
@@ -347,6 +365,7 @@ async def _store_client(args: argparse.Namespace) -> int:
             except Exception as exc:  # noqa: BLE001 - counted and reported, the rest go on
                 logger.warning("Failed to store %s: %s", comm_id, exc)
                 tally.failed += 1
+                progress.update(bar, advance=len(raw))
             else:
                 tally.stored += 1
                 tally.bytes += len(raw)
