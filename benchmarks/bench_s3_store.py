@@ -187,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="1,16,64", help="levels (default: 1,16,64)")
     parser.add_argument("-n", type=int, default=1000, help="corpus size (Communications, default: 1000)")
     parser.add_argument("--size", type=int, default=6000, help="bytes per Communication (default: 6000)")
-    parser.add_argument("--clients", default="aiobotocore,fast",
-                        help="aioaccess S3 clients to run, comma-separated (default: aiobotocore,fast)")
+    parser.add_argument("--clients", default="aiobotocore,fast,obstore",
+                        help="aioaccess S3 clients to run, comma-separated; obstore is left out when not installed "
+                        "(default: aiobotocore,fast,obstore)")
     parser.add_argument("--endpoint", choices=("moto", "sink"), default="moto",
                         help="S3 endpoint to start: moto_server, or benchmarks/s3_sink.py (a null S3 that only "
                         "keeps key names, to find the store servers' own ceiling) (default: moto)")
@@ -208,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{CONCRETE_SCRIPT} is not on PATH (pip install concrete==4.18.2)")
     levels = [int(c) for c in args.concurrency.split(",")]
     clients = [c for c in args.clients.split(",") if c]
+    if "obstore" in clients:
+        try:
+            import obstore  # noqa: F401
+        except ImportError:
+            logger.warning("obstore is not installed: leaving the obstore client out")
+            clients.remove("obstore")
     corpus = ensure_corpus(args.n, args.size)
     from aioaccess.bench.thrift import build_store_frames
 

@@ -175,8 +175,9 @@ async def test_latency_proxy_relays_both_ways_and_half_close() -> None:
 
 
 @pytest.mark.s3
-async def test_fast_s3_client_with_container_and_store_handler(s3_server: str) -> None:
-    """FastS3Client behind the S3 container and store handler, against moto."""
+@pytest.mark.parametrize("kind", ["fast", "obstore"])
+async def test_alternative_s3_clients_with_container_and_store_handler(s3_server: str, kind: str) -> None:
+    """FastS3Client and ObstoreS3Client behind the S3 container and store handler, against moto."""
     from botocore.exceptions import ClientError
 
     from aioaccess import codec
@@ -184,9 +185,12 @@ async def test_fast_s3_client_with_container_and_store_handler(s3_server: str) -
     from aioaccess.corpus import make_communication
     from aioaccess.handlers.s3_store import S3BackedStoreHandler
 
-    bucket = f"fast-{uuid.uuid4().hex}"
-    async with make_s3_client(s3_server, client="fast") as client:
-        await client.create_bucket(Bucket=bucket)
+    if kind == "obstore":
+        pytest.importorskip("obstore", reason="the obstore client is optional (pip install obstore)")
+    bucket = f"alt-{uuid.uuid4().hex}"
+    async with make_s3_client(s3_server, client="fast") as maker:
+        await maker.create_bucket(Bucket=bucket)
+    async with make_s3_client(s3_server, client=kind) as client:
         await client.head_bucket(Bucket=bucket)
         handler = S3BackedStoreHandler(client, bucket, prefix_len=4)
         comms = [make_communication(f"comm {i}/ü", size=3000, seed=i) for i in range(5)]
@@ -201,7 +205,8 @@ async def test_fast_s3_client_with_container_and_store_handler(s3_server: str) -
         head = await client.head_object(Bucket=bucket, Key=prefix_s3_key(comms[0].id, 4))
         assert head["ContentLength"] == len(got[comms[0].id])
         # paging: a page of 2 keys at a time still lists all five
-        pages = [p async for p in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, MaxKeys=2)]
+        paginator = client.get_paginator("list_objects_v2")
+        pages = [p async for p in paginator.paginate(Bucket=bucket, PaginationConfig={"PageSize": 2})]
         assert len(pages) == 3 and sum(len(p.get("Contents", ())) for p in pages) == 5
         with pytest.raises(ClientError) as info:
             await client.get_object(Bucket=bucket, Key="nope")
