@@ -35,6 +35,9 @@ class FrameDecoder:
         """Add ``data``; return every frame it completes (payloads, without length)."""
         buf = self._buf
         if not buf and len(data) >= 4:
+            size = int.from_bytes(data[:4], "big")
+            if size + 4 == len(data) and 0 < size <= self.max_frame_size:
+                return [bytes(data[4:])]  # the usual case: exactly one whole frame
             # Fast path: whole frames straight out of ``data``, no staging copy.
             frames = []
             pos, end = 0, len(data)
