@@ -126,16 +126,24 @@ async def _fetch_client(args: argparse.Namespace) -> int:
         client: Any = HTTPFetchClient(args.uri, timeout=args.timeout)
     else:
         client = FetchCommunicationClient.connect(args.host, args.port, timeout=args.timeout)
+    async def timed(name: str, call: Any) -> Any:  # --benchmark: time each call, as the reference does
+        started = time.perf_counter()
+        value = await call
+        if args.benchmark:
+            print(f"Time elapsed in {name}(): {time.perf_counter() - started:.4f} s", file=sys.stderr)
+        return value
+
     try:
         async with client:
             if args.about:
-                print(await client.about())
+                print(await timed("about", client.about()))
             if args.alive:
-                print(await client.alive())
+                print(await timed("alive", client.alive()))
             if args.count:
-                print(await client.getCommunicationCount())
+                print(await timed("getCommunicationCount", client.getCommunicationCount()))
             if args.get_ids:
-                for comm_id in await client.getCommunicationIDs(args.get_ids_offset, args.get_ids_count):
+                for comm_id in await timed("getCommunicationIDs",
+                                           client.getCommunicationIDs(args.get_ids_offset, args.get_ids_count)):
                     print(comm_id)
             if ids:
                 started = time.perf_counter()

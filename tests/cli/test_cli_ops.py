@@ -246,10 +246,11 @@ upstream = "127.0.0.1:{fetch_port}"
     some = sorted(os.listdir(comm_dir))[:2]
     tgz = tmp_path / "fetched.tgz"
     code, out, err = await run_cli("fetch-client", "--uri", f"http://127.0.0.1:{http_port}/fetch_http_endpoint/",
-                                   "--count", "--save-as-tgz", str(tgz), "-", stdin="\n".join(
+                                   "--count", "--benchmark", "--save-as-tgz", str(tgz), "-", stdin="\n".join(
                                        n.removesuffix(".comm") for n in some).encode())
     assert code == 0, err
     assert out.strip() == "10"
+    assert "Time elapsed in getCommunicationCount()" in err and "Fetched 2 Communications" in err
     with tarfile.open(tgz) as tar:
         assert sorted(tar.getnames()) == [n.replace(".comm", ".concrete") for n in some]
         for name in some:
