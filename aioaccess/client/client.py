@@ -128,9 +128,11 @@ class FetchCommunicationClient(ConcreteServiceClient):
         reply = await self._roundtrip("fetch", args)
         offset = parse_header(reply).body_offset
         # fetch_result {0: FetchResult success, 1: ServicesException ex}
-        head = reply[offset]
-        if head == 0x0C and reply[offset + 1] == 0:  # field 0, struct
-            return _split_fetch_result(reply, offset + 2)
+        if reply[offset : offset + 2] == b"\x0c\x00":  # field 0, struct
+            try:
+                return _split_fetch_result(reply, offset + 2)
+            except IndexError:
+                raise ProtocolError("truncated fetch reply") from None
         result = codec.decode(reply, FetchCommunicationService.fetch_result, offset)[0]
         if result.ex is not None:
             raise result.ex
@@ -184,7 +186,7 @@ class StoreCommunicationClient(ConcreteServiceClient):
         """Store a Communication given as compact bytes, without decoding it."""
         reply = await self._roundtrip("store", b"\x1c" + raw + b"\x00")
         offset = parse_header(reply).body_offset
-        if reply[offset] == 0:
+        if reply[offset : offset + 1] == b"\x00":
             return
         result = codec.decode(reply, StoreCommunicationService.store_result, offset)[0]
         if result.ex is not None:

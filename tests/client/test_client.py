@@ -297,3 +297,66 @@ async def test_aclose_during_a_call_does_not_reopen_the_connection(comm_dir: str
         assert handler.in_flight == 1  # sent once, not retried on a new connection
     finally:
         await server.shutdown()
+
+
+async def hostile_server(reply: bytes, hang_up: bool = False) -> asyncio.Server:
+    """Answers every frame it receives with ``reply`` (raw bytes, framing included), then maybe hangs up."""
+    from aioaccess.wire.framing import FrameDecoder
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = FrameDecoder()
+        try:
+            while data := await reader.read(65536):
+                for _ in decoder.feed(data):
+                    writer.write(reply)
+                    if hang_up:
+                        writer.close()
+                        return
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"\x0c", b"\x0c\x00", b"\x0c\x00\x19", b"\x0c\x00\x19\xfc\xff", b"\x0c\x00\x19\x1c",
+     b"\x0c\x00\x19\x2b\x00\x00", b"\x0c\x00\x29\x00"],
+)
+async def test_malformed_fetch_replies_raise_protocol_or_codec_errors(body: bytes) -> None:
+    from aioaccess.codec import CodecError
+    from aioaccess.exceptions import ProtocolError
+    from aioaccess.wire.messages import REPLY, build_message
+
+    server = await hostile_server(build_message("fetch", REPLY, 1, body))
+    try:
+        async with FetchCommunicationClient.connect("127.0.0.1", server.sockets[0].getsockname()[1],
+                                                    timeout=5) as client:
+            with pytest.raises((ProtocolError, CodecError)):
+                await client.fetch_raw(["a"])
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("reply", "hang_up", "error"),
+    [
+        (b"\x00\x00\x00\x00", False, "ProtocolError"),  # empty reply frame
+        (b"\x00\x00\x00\x03\x82\x41\x01", False, "ProtocolError"),  # header cut short
+        (b"\x00\x00\x00\x0a\x82\x41\x01\x05alive\x00", False, "ProtocolError"),  # a reply to another method
+        (b"\x00\x00\x01\x00abc", True, "ConnectionError"),  # hangs up inside the frame
+        (b"", True, "ConnectionError"),  # hangs up without a word
+    ],
+)
+async def test_misbehaving_servers(reply: bytes, hang_up: bool, error: str) -> None:
+    server = await hostile_server(reply, hang_up)
+    try:
+        async with FetchCommunicationClient.connect("127.0.0.1", server.sockets[0].getsockname()[1],
+                                                    timeout=5) as client:
+            with pytest.raises(Exception) as info:
+                await client.getCommunicationCount()
+            assert type(info.value).__name__ == error or error in [c.__name__ for c in type(info.value).__mro__]
+    finally:
+        server.close()
+        await server.wait_closed()
