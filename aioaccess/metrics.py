@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import choose_encoder
@@ -94,6 +95,23 @@ class ServerMetrics:
 
         return observe
 
+    def aiohttp_middleware(self, service: str) -> Any:
+        """An aiohttp middleware recording TJSON calls (method and outcome read from the reply) like Thrift ones."""
+        from aiohttp import web
+
+        observe = self.observer(service)
+
+        @web.middleware
+        async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+            started = time.perf_counter()
+            response = await handler(request)
+            body = getattr(response, "body", None)
+            if isinstance(body, bytes) and (call := _tjson_outcome(body)) is not None:
+                observe(call[0], call[1], time.perf_counter() - started, len(body))
+            return response
+
+        return middleware
+
     def track(self, state: ServerState) -> None:
         """Export the open connections and connection counters of ``state``."""
         self.states.append(state)
@@ -155,3 +173,20 @@ class ServerMetrics:
             raise
         logger.info("Serving metrics on http://%s:%d/metrics", host, runner.addresses[0][1])
         return runner
+
+
+def _tjson_outcome(body: bytes) -> tuple[str, str] | None:
+    """(method, outcome) of a TJSON reply ``[1,"name",type,seqid,{...}]``, or None if it is not one."""
+    if not body.startswith(b'[1,"'):
+        return None
+    end = body.find(b'"', 4)
+    if end < 0:
+        return None
+    name = body[4:end].decode("utf-8", "replace")
+    if body[end + 1:end + 3] == b",3":
+        return name, "error"  # TApplicationException
+    start = body.find(b",{", end)
+    if start < 0:
+        return None
+    struct = body[start + 1:start + 6]
+    return name, "ok" if struct.startswith((b'{"0":', b"{}")) else "exception"

@@ -108,3 +108,16 @@ def test_each_server_metrics_has_its_own_registry() -> None:
     assert value(a.render().decode(), "aioaccess_calls_total", service="fetch", method="fetch", outcome="ok") == 1
     assert value(b.render().decode(), "aioaccess_calls_total", service="fetch", method="fetch", outcome="ok") == 0
     assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None
+
+
+@pytest.mark.parametrize(("reply", "expected"), [
+    (b'[1,"getCommunicationCount",2,1,{"0":{"i32":10}}]', ("getCommunicationCount", "ok")),
+    (b'[1,"store",2,7,{}]', ("store", "ok")),
+    (b'[1,"fetch",2,3,{"1":{"rec":{"1":{"str":"backend down"}}}}]', ("fetch", "exception")),
+    (b'[1,"nope",3,3,{"1":{"str":"Unknown method"},"2":{"i32":1}}]', ("nope", "error")),
+    (b"<html>404</html>", None),
+])
+def test_tjson_replies_are_classified(reply: bytes, expected: Any) -> None:
+    from aioaccess.metrics import _tjson_outcome
+
+    assert _tjson_outcome(reply) == expected

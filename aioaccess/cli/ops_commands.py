@@ -444,7 +444,10 @@ async def _serve_all(config: ServeConfig, ops: argparse.Namespace) -> int:
                 server.add_service(RelayProcessor(relay, observer=observer), spec.host, spec.port)
         for spec in config.services:
             if spec.kind == "http":
-                http_servers.append(await _http_server(spec, handlers, fetch_handler, stack, config))
+                http = await _http_server(spec, handlers, fetch_handler, stack, config)
+                if metrics is not None:
+                    http.app.middlewares.append(metrics.aiohttp_middleware(spec.name))
+                http_servers.append(http)
         try:
             for http in http_servers:
                 await http.start()

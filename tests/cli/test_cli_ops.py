@@ -265,6 +265,8 @@ upstream = "127.0.0.1:{fetch_port}"
     assert 'aioaccess_calls_total{method="getCommunicationCount",outcome="ok",service="corpus"} 1.0' in text
     assert 'aioaccess_calls_total{method="store",outcome="ok",service="inbox"} 1.0' in text
     assert 'aioaccess_calls_total{method="getCommunicationIDs",outcome="ok",service="relay-3"} 1.0' in text
+    assert 'aioaccess_calls_total{method="getCommunicationCount",outcome="ok",service="http-2"} 2.0' in text
+    assert 'aioaccess_calls_total{method="fetch",outcome="ok",service="http-2"} 1.0' in text
 
     code, err = await stop(proc)
     assert code == 0, err
