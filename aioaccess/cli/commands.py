@@ -11,9 +11,13 @@ import time
 from contextlib import AsyncExitStack
 from typing import Any
 
+from thriftpy2.thrift import TApplicationException
+
 from .. import codec
+from ..codec import CodecError
+from ..exceptions import AioaccessError
 from ..handlers import CommunicationContainerFetchHandler
-from ..schema import FetchCommunicationService, StoreCommunicationService
+from ..schema import FetchCommunicationService, ServicesException, StoreCommunicationService
 from ..server import Processor, Server
 from .errors import UsageError
 from .ops_commands import HTTPFetchClient, open_metrics, service_label, supervise
@@ -162,6 +166,11 @@ async def _fetch_client(args: argparse.Namespace) -> int:
                             print(comm.text)
     except (ConnectionError, OSError) as exc:
         raise UsageError(str(exc)) from exc
+    except (ServicesException, TApplicationException, AioaccessError, CodecError) as exc:
+        # The service answered with an error (or garbage): one line, exit status 1.
+        message = " ".join(str(getattr(exc, "message", None) or exc).split())
+        print(f"aioaccess fetch-client: error: {type(exc).__name__}: {message}", file=sys.stderr)
+        return 1
     return 0
 
 

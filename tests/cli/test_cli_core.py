@@ -198,3 +198,25 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
     code, out, _ = run_main(["--version"], capsys)
     assert code == 0 and __version__ in out
+
+
+async def test_service_error_is_a_one_line_error_exit_1(comm_dir: str, cp_comms: list[Any]) -> None:
+    import asyncio
+
+    from aioaccess import CommunicationContainerFetchHandler, DirectoryBackedCommunicationContainer
+    from aioaccess.server.wrappers import FetchCommunicationServiceWrapper
+
+    with open(os.path.join(comm_dir, "broken.comm"), "wb") as f:
+        f.write(cp_write(cp_comms[0])[:-4])
+    handler = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(comm_dir))
+    async with FetchCommunicationServiceWrapper(handler).serving() as listener:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "aioaccess", "fetch-client", "--port", str(listener.bound_port), "broken",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("aioaccess fetch-client: error: ServicesException:") and "corrupt" in lines[0]
+    assert out == b""
