@@ -37,6 +37,10 @@ class CommunicationContainer(abc.ABC):
     NAME: ClassVar[str] = "abstract"
     #: Whether stored bytes must be checked on every read (False when checked at load).
     VALIDATE_ON_READ: ClassVar[bool] = True
+    #: Whether reads may start outside an asyncio Task (no ``asyncio.timeout``, no
+    #: client library that needs ``current_task()``); lets the server answer
+    #: calls that never wait without creating a Task.
+    INLINE_SAFE: ClassVar[bool] = False
 
     # -- what a backend implements -------------------------------------
     @abc.abstractmethod
@@ -135,6 +139,7 @@ class MappingContainer(CommunicationContainer):
 
     NAME = "mapping"
     VALIDATE_ON_READ = False
+    INLINE_SAFE = True
 
     def __init__(self, mapping: Mapping[str, Any]) -> None:
         self.mapping = mapping

@@ -84,6 +84,7 @@ class DirectoryBackedCommunicationContainer(CommunicationContainer):
 
     NAME = "directory"
     VALIDATE_ON_READ = False  # checked once per file version, in _accept
+    INLINE_SAFE = True
 
     def __init__(self, directory_path: str | os.PathLike[str],
                  comm_extensions: Iterable[str] = (".comm", ".concrete", ".gz"),

@@ -122,6 +122,7 @@ class MemoryBackedCommunicationContainer(CommunicationContainer):
 
     NAME = "memory"
     VALIDATE_ON_READ = False  # every Communication was checked at load
+    INLINE_SAFE = True
 
     def __init__(self, communications_file: str | os.PathLike[str],
                  max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> None:

@@ -27,6 +27,11 @@ class CommunicationContainerFetchHandler:
         self.communication_container = communication_container
         self.container = as_container(communication_container)
 
+    @property
+    def inline_safe(self) -> bool:
+        """Whether the server may step calls outside a Task (the container's INLINE_SAFE)."""
+        return self.container.INLINE_SAFE
+
     async def about(self) -> ServiceInfo:
         return ServiceInfo(
             name=f"CommunicationContainerFetchHandler - {type(self.communication_container)}",

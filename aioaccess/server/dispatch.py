@@ -71,6 +71,10 @@ class Processor:
         self.observer = observer
         #: A fetch reply of several Communications over this many bytes is a ServicesException.
         self.max_reply_size = max_reply_size
+        #: Whether calls may start outside a Task and finish inline when they never wait.
+        #: Only handlers that say so (``inline_safe``) get this: ``asyncio.timeout``,
+        #: redis-py and aiobotocore need ``asyncio.current_task()``.
+        self.inline = bool(getattr(handler, "inline_safe", False))
         self.methods: dict[str, _Method] = {}
         for name in service.thrift_services:
             self.methods[name] = _Method(service, name, handler)
@@ -139,7 +143,10 @@ class Processor:
         declared = self._declared(method, exc)
         if declared is not None:
             return "exception", declared(header.seqid)
-        logger.error("%s failed", header.name, exc_info=exc)
+        if isinstance(exc, AioaccessError):  # an expected outage: no traceback
+            logger.warning("%s failed: %s", header.name, exc)
+        else:
+            logger.error("%s failed", header.name, exc_info=exc)
         return "error", build_application_exception(
             header.name, header.seqid, INTERNAL_ERROR, f"Internal error in {header.name}: {exc!r}"
         )

@@ -1,8 +1,9 @@
 """One framed connection: read frames, answer them in order, time out idle peers.
 
-A request whose handler finishes without suspending (an in-memory container)
-is answered straight from ``data_received``; only a request that really waits
-on I/O gets a task.
+A call to an ``inline_safe`` handler (an in-memory or page-cached container)
+that finishes without suspending is answered straight from ``data_received``;
+only a call that really waits on I/O gets a Task.  Every call to any other
+handler runs in a Task, so ``asyncio.timeout`` and client libraries work.
 """
 
 from __future__ import annotations
@@ -207,6 +208,9 @@ class FramedProtocol(asyncio.Protocol):
             msg = self.pending.popleft()
             self.pending_bytes -= len(msg)
             coro = self.processor.process(msg)
+            if not self.processor.inline:
+                self._start_task(coro)
+                return
             try:
                 yielded = coro.send(None)
             except StopIteration as stop:
@@ -218,14 +222,18 @@ class FramedProtocol(asyncio.Protocol):
             except Exception:
                 self._internal_error()
                 return
-            self.busy = True
-            self.task = self.loop.create_task(self._finish(_resume(coro, yielded)))
-            self.state.tasks.add(self.task)
-            self.task.add_done_callback(self.state.tasks.discard)
-            self._update_reading()
+            self._start_task(_resume(coro, yielded))
             return
         if (self.closing or (self.eof and not self.pending)) and self.transport is not None:
             self.transport.close()
+        self._update_reading()
+
+    def _start_task(self, awaitable: Any) -> None:
+        """Finish the current request in a Task; later frames wait for it."""
+        self.busy = True
+        self.task = self.loop.create_task(self._finish(awaitable))
+        self.state.tasks.add(self.task)
+        self.task.add_done_callback(self.state.tasks.discard)
         self._update_reading()
 
     async def _finish(self, awaitable: Any) -> None:

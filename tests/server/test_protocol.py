@@ -67,6 +67,8 @@ class MockTransport(asyncio.Transport):
 class SyncHandler:
     """Answers without ever suspending (the in-memory fast path)."""
 
+    inline_safe = True
+
     def __init__(self) -> None:
         self.calls: list[str] = []
 
@@ -160,6 +162,27 @@ async def test_pipeline_at_every_split_sync_handler() -> None:
         check_pipeline_replies(transport.replies())
         assert not transport.closed
         assert state.total_requests == len(PIPELINE)
+
+
+class TaskNeedingHandler(SyncHandler):
+    """Not inline-safe: uses asyncio.timeout, which needs the current Task."""
+
+    inline_safe = False
+
+    async def fetch_raw(self, ids: Sequence[str]) -> list[bytes]:
+        assert asyncio.current_task() is not None
+        async with asyncio.timeout(5):
+            return await super().fetch_raw(ids)
+
+
+async def test_handlers_not_inline_safe_always_run_in_a_task() -> None:
+    proto, transport, state = make(TaskNeedingHandler())
+    proto.data_received(b"".join(PIPELINE))
+    assert state.tasks  # nothing was stepped outside a Task
+    while state.tasks:
+        await asyncio.sleep(0)
+    check_pipeline_replies(transport.replies())
+    assert not transport.closed
 
 
 async def test_pipeline_at_every_split_awaiting_handler() -> None:
