@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from .. import __version__, codec
 from ..backends.base import check_raw
-from ..exceptions import InvalidCommId
+from ..exceptions import BackendUnavailable, InvalidCommId
 from ..schema import Communication, ServiceInfo
 
 __all__ = ["DirectoryBackedStoreHandler", "StoreHandler", "validate_comm_id"]
@@ -110,7 +110,13 @@ class DirectoryBackedStoreHandler(StoreHandler):
 
     async def _put_raw(self, comm_id: str, raw: bytes) -> None:
         path = self.path_for(comm_id)
-        await asyncio.get_running_loop().run_in_executor(None, self._write, path, raw)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self._write, path, raw)
+        except OSError as exc:
+            # Disk full, file too large, directory gone, I/O error: a backend fault (ServicesException
+            # to the caller, who may retry), as with Redis and S3; the temp file is already removed.
+            raise BackendUnavailable("directory", f"writing {os.path.basename(path)} failed: "
+                                                  f"{exc.strerror or exc}") from exc
 
     def _write(self, path: str, raw: bytes) -> None:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=self.store_path)

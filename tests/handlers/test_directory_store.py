@@ -167,8 +167,12 @@ async def test_failed_rename_leaves_no_temporary_file(store_dir: str, monkeypatc
     monkeypatch.setattr(store_module.os, "replace", failing_replace)
     handler = DirectoryBackedStoreHandler(store_dir, fsync=False)
     comm = concrete_comms(1, prefix="full")[0]
-    with pytest.raises(OSError, match="injected"):
+    from aioaccess.exceptions import BackendUnavailable
+
+    # A failed write is a backend fault (ServicesException to the caller), like Redis and S3.
+    with pytest.raises(BackendUnavailable, match="injected") as info:
         await handler.store_raw(comm.id, cp_write(comm))
+    assert isinstance(info.value.__cause__, OSError)
     assert os.listdir(store_dir) == []
 
 

@@ -23,7 +23,7 @@ import pytest
 from _faultproxy import FaultProxy
 from _reliability import AioaccessProcess, add_figure, set_figure
 from _services import RedisServerProcess
-from concrete.util import create_comm
+from concrete.util import create_comm, read_communication_from_buffer
 from concrete.util import write_communication_to_buffer as cp_write
 
 from aioaccess import FetchCommunicationClient, StoreCommunicationClient
@@ -244,3 +244,31 @@ async def test_s3_faults_behind_a_proxy(fault_proxy: FaultProxy, s3_client: Any,
         "max_error_latency_s": round(max(work.error_latencies), 2), "backend_timeout_s": BACKEND_TIMEOUT,
     })
 
+
+
+def test_directory_write_faults_are_services_exceptions_and_leave_nothing(tmp_path: Any) -> None:
+    """File too large (RLIMIT_FSIZE) and a vanished directory: ServicesException, no partial file, recovery."""
+    import resource
+
+    from concrete.services.ttypes import ServicesException as CpServicesException
+    from concrete.util.access_wrapper import StoreCommunicationClientWrapper
+
+    store = tmp_path / "store"
+    store.mkdir()
+    rng = random.Random(3)
+    small, big = _payload("small", rng, 100, 200), _payload("big", rng, 300_000, 300_000)
+    with AioaccessProcess("store-server", os.fspath(store)) as server:
+        resource.prlimit(server.pid, resource.RLIMIT_FSIZE, (100_000, 100_000))
+        with StoreCommunicationClientWrapper("127.0.0.1", server.port) as client:
+            with pytest.raises(CpServicesException, match="big.comm failed: File too large"):
+                client.store(read_communication_from_buffer(big))
+            assert sorted(os.listdir(store)) == []  # no partial .comm, the temp file removed
+            client.store(read_communication_from_buffer(small))
+            os.rename(store, tmp_path / "moved")
+            with pytest.raises(CpServicesException, match="No such file or directory"):
+                client.store(read_communication_from_buffer(small))
+            os.rename(tmp_path / "moved", store)
+            client.store(read_communication_from_buffer(small))  # recovered without a restart
+        assert server.alive()
+    assert sorted(os.listdir(store)) == ["small.comm"]
+    add_figure("faults_survived", 2)
