@@ -229,6 +229,36 @@ def run_loadgen(port: int, pid: int, corpus: Corpus, conns: int, k: int, duratio
     return json.loads(out.stdout)
 
 
+def start_py_spy(pid: int, out: str, seconds: float) -> subprocess.Popen[bytes]:
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    return subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", str(int(seconds + 0.999)), "-r", "250",
+                             "-f", "raw", "-o", out, "--nonblocking"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def summarize_py_spy(path: str, top: int = 12) -> str:
+    """Self and inclusive shares of the functions in a py-spy raw (collapsed stacks) file."""
+    from collections import Counter
+
+    own: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip().rpartition(" ")
+            n = int(count)
+            total += n
+            frames = [fr.split(" (")[0] + " " + fr.rsplit("/", 1)[-1].rstrip(")") for fr in stack.split(";")]
+            own[frames[-1]] += n
+            for fr in set(frames):
+                incl[fr] += n
+    lines = [f"  {total} samples; self time:"]
+    lines += [f"    {100 * n / total:5.1f}%  {fr}" for fr, n in own.most_common(top)]
+    lines.append("  inclusive:")
+    lines += [f"    {100 * n / total:5.1f}%  {fr}" for fr, n in incl.most_common(top + 8)]
+    return "\n".join(lines)
+
+
 # -- reference limits of the remote backends ------------------------------------
 def redis_limit(services: Services, size: int, conns: int, requests: int) -> dict[str, Any]:
     port = services.redis()
@@ -295,6 +325,10 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         ceiling = _ref(rows, "ceiling", row)
         row["vs_ceiling"] = row["calls_per_s"] / ceiling["calls_per_s"] if ceiling and ceiling["calls_per_s"] else None
+        # The same ratio in server CPU per call: what share of the ceiling's rate this server would reach
+        # on a core of its own (steadier than calls/s on a machine shared with other work).
+        mine, theirs = row.get("server_us_per_call"), ceiling.get("server_us_per_call") if ceiling else None
+        row["cpu_vs_ceiling"] = theirs / mine if mine and theirs else None
         cp = _ref(rows, _cp_for(row["server"]), row) if row["server"].startswith("aio-") else None
         row["vs_cp"] = row["calls_per_s"] / cp["calls_per_s"] if cp and cp["calls_per_s"] else None
 
@@ -302,7 +336,7 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 def format_table(rows: list[dict[str, Any]]) -> str:
     head = (f"{'server':<10} {'k':>2} {'conns':>5} {'calls/s':>9} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
             f"{'max ms':>7} {'err':>4} {'refused':>7} {'dropped':>7} {'srv cpu':>7} {'us/call':>7} {'lg cpu':>6} "
-            f"{'x cp':>6} {'% ceil':>6}")
+            f"{'x cp':>6} {'% ceil':>6} {'%c cpu':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         def f(v: Any, spec: str) -> str:
@@ -315,19 +349,23 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{f(r.get('dropped'), '7d')} {f(r.get('server_cpu'), '7.2f')} {f(r.get('server_us_per_call'), '7.1f')} "
             f"{f(r.get('loadgen_cpu'), '6.2f')} "
             f"{f(r.get('vs_cp'), '6.1f')} "
-            f"{f(r['vs_ceiling'] * 100 if r.get('vs_ceiling') is not None else None, '6.0f')}")
+            f"{f(r['vs_ceiling'] * 100 if r.get('vs_ceiling') is not None else None, '6.0f')} "
+            f"{f(r['cpu_vs_ceiling'] * 100 if r.get('cpu_vs_ceiling') is not None else None, '6.0f')}")
     return "\n".join(lines)
 
 
 def format_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| server | ids/call | conns | calls/s | MB/s | p50 ms | p99 ms | errors / refused / dropped "
-             "| x concrete-python | % of ceiling |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "| server CPU us/call | x concrete-python | % of ceiling | % of ceiling (CPU/call) |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in rows:
         vs_cp = f"{r['vs_cp']:.1f}x" if r.get("vs_cp") else ""
         vs_ceil = f"{r['vs_ceiling'] * 100:.0f}%" if r.get("vs_ceiling") else ""
+        cpu_ceil = f"{r['cpu_vs_ceiling'] * 100:.0f}%" if r.get("cpu_vs_ceiling") else ""
+        us = f"{r['server_us_per_call']:.1f}" if r.get("server_us_per_call") else ""
         lines.append(f"| {r['server']} | {r['ids_per_call']} | {r['conns']} | {r['calls_per_s']:,.0f} | "
                      f"{r['mb_per_s']:,.1f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                     f"{r['errors']} / {r['refused']} / {r['dropped']} | {vs_cp} | {vs_ceil} |")
+                     f"{r['errors']} / {r['refused']} / {r['dropped']} | {us} | {vs_cp} | {vs_ceil} | {cpu_ceil} |")
     return "\n".join(lines)
 
 
@@ -358,6 +396,27 @@ def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
     plt.close(fig)
 
 
+def render(path: str) -> int:
+    with open(path) as f:
+        result = json.load(f)
+    good = [r for r in result["rows"] if not r.get("failed")]
+    for r in good:
+        if r.get("server_cpu") and r.get("calls_per_s"):
+            r["server_us_per_call"] = r["server_cpu"] / r["calls_per_s"] * 1e6
+    add_ratios(good)
+    base = os.path.splitext(path)[0]
+    meta = result["meta"]
+    plot(good, base + ".png", f"aioaccess fetch benchmark {meta['date']} ({meta['machine']['cpus']} CPUs, "
+         f"codec={meta['codec']})")
+    with open(base + ".md", "w") as f:
+        f.write(format_markdown(good) + "\n")
+    print(format_table(good))
+    for lim in result.get("limits", []):
+        print(f"  {lim['server']:<26} k={lim['ids_per_call']:<2} conns {lim['conns']:>5}: "
+              f"{lim['calls_per_s']:9.0f} ops/s  p99 {lim.get('p99_ms') or float('nan'):.2f} ms")
+    return 0
+
+
 # -- main -------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -373,9 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="measured seconds per row (default 5; quick 2)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per row (default 1; quick 0.5)")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/fetch-<date>.json)")
-    parser.add_argument("--profile-dir", help="set AIOACCESS_PROFILE_DIR for the aioaccess servers")
+    parser.add_argument("--py-spy", metavar="DIR", help="sample each aioaccess server with py-spy during its "
+                        "128-connection, 1-id row; write DIR/<server>.txt and print where the time goes")
+    parser.add_argument("--render", metavar="JSON", help="only re-print the table and redraw the plot of a result")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.render:
+        return render(args.render)
     raise_nofile()
 
     servers = args.servers.split(",") if args.servers else (QUICK_SERVERS if args.quick else ALL_SERVERS)
@@ -384,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     mb_conns = [int(c) for c in args.mb_conns.split(",")] if args.mb_conns else ([16] if args.quick else [16, 128])
     duration = args.duration or (2.0 if args.quick else 5.0)
     warmup = args.warmup or (0.5 if args.quick else 1.0)
-    env_extra = {"AIOACCESS_PROFILE_DIR": os.path.abspath(args.profile_dir)} if args.profile_dir else {}
+    env_extra: dict[str, str] = {}
     if any(s not in ALL_SERVERS for s in servers):
         parser.error(f"unknown server in {servers}; choose from {ALL_SERVERS}")
 
@@ -404,7 +467,14 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     with running(name, corpus, k, services, workdir, env_extra) as (port, pid):
                         for c in counts:
+                            spy = None
+                            if args.py_spy and name.startswith("aio-") and k == 1 and c == 128:
+                                spy = start_py_spy(pid, os.path.join(args.py_spy, f"{name}.txt"), duration + warmup)
                             result = run_loadgen(port, pid, corpus, c, k, duration, warmup, min_reply)
+                            if spy is not None:
+                                spy.wait(60)
+                                print(f"\n{name}, 128 connections, py-spy samples:\n"
+                                      + summarize_py_spy(os.path.join(args.py_spy, f"{name}.txt")))
                             result.update(server=name, corpus=os.path.basename(corpus.root))
                             if result.get("server_cpu") and result.get("calls_per_s"):
                                 result["server_us_per_call"] = result["server_cpu"] / result["calls_per_s"] * 1e6
@@ -455,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     plot(good, png, f"aioaccess fetch benchmark {meta['date']} ({os.cpu_count()} CPUs, codec={codec.IMPLEMENTATION})")
     print()
     print(format_table(good))
+    with open(os.path.splitext(out)[0] + ".md", "w") as f:
+        f.write(format_markdown(good) + "\n")
     for r in rows:
         if r.get("failed"):
             print(f"FAILED {r['server']} k={r['ids_per_call']}: {r['failed']}")
