@@ -451,7 +451,10 @@ async def _serve_all(config: ServeConfig, ops: argparse.Namespace) -> int:
         try:
             for http in http_servers:
                 await http.start()
-                server.cleanups.append(http.aclose)
+            if http_servers:
+                # HTTP endpoints stop accepting with the Thrift listeners and drain alongside them.
+                closing = asyncio.ensure_future(_close_on_exit(server, http_servers))
+                stack.push_async_callback(_finish, closing)
             return await serve_until_signalled(server)
         except OSError as exc:
             if server.started.is_set():
@@ -459,6 +462,17 @@ async def _serve_all(config: ServeConfig, ops: argparse.Namespace) -> int:
             for http in http_servers:
                 await http.aclose()
             raise UsageError(f"{config.path}: cannot listen: {exc.strerror or exc}") from exc
+
+
+async def _close_on_exit(server: Server, http_servers: list[Any]) -> None:
+    await server.should_exit.wait()
+    await asyncio.gather(*(http.aclose() for http in http_servers))
+
+
+async def _finish(task: asyncio.Future[None]) -> None:
+    if not task.done():  # serve() ended without should_exit (startup failed): close now
+        task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _http_server(spec: ServiceSpec, handlers: dict[str, Any], fetch_handler: Any, stack: AsyncExitStack,
