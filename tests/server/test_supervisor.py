@@ -145,3 +145,17 @@ def test_reserve_port_holds_the_port_for_reuseport_binds() -> None:
         again.close()
     finally:
         held.close()
+
+
+async def test_serve_config_with_two_workers(comm_dir: str, procs: list[Any], tmp_path: Any) -> None:
+    port = unused_port()
+    config = tmp_path / "workers.toml"
+    config.write_text(f'[server]\nworkers = 2\ngraceful_timeout = 5\n\n'
+                      f'[[services]]\nkind = "fetch"\nport = {port}\nsource = "{comm_dir}"\n')
+    proc = await start(procs, "serve", str(config), "-l", "WARNING")
+    await wait_fetch(port)
+    pids, _ = await both_workers(port)
+    assert len(pids) == 2 and proc.pid not in pids
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
