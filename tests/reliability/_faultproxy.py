@@ -8,7 +8,8 @@
 ``"500"``       500 ``InternalError``
 ``"stall"``     hold the request ``stall_seconds`` (or until ``aclose``), then 503; never forwarded
 ``"reset"``     drop the connection without an answer
-``"mix"``       one of 503 / SlowDown / 500 at random
+``"lost-ack"``  forward the request, then answer 500 anyway (the write landed; the client cannot know)
+``"mix"``       one of 503 / SlowDown / 500 / lost-ack at random
 
 Counters: ``requests``, ``forwarded``, ``faults`` (by kind).  Loopback only.
 """
@@ -97,7 +98,10 @@ class FaultProxy:
         self.requests += 1
         body = await request.read()
         if self.fault_rate > 0 and self.rng.random() < self.fault_rate:
-            return await self._inject(request)
+            return await self._inject(request, body)
+        return await self._forward(request, body)
+
+    async def _forward(self, request: web.Request, body: bytes) -> web.Response:
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         async with self._session.request(request.method, self.upstream + request.path_qs, headers=headers,
@@ -107,11 +111,14 @@ class FaultProxy:
             self.forwarded += 1
             return web.Response(status=upstream.status, headers=out_headers, body=payload)
 
-    async def _inject(self, request: web.Request) -> web.StreamResponse:
+    async def _inject(self, request: web.Request, body: bytes) -> web.StreamResponse:
         kind = self.fault
         if kind == "mix":
-            kind = self.rng.choice(sorted(_ERRORS))
+            kind = self.rng.choice([*sorted(_ERRORS), "lost-ack"])
         self.faults[kind] += 1
+        if kind == "lost-ack":
+            await self._forward(request, body)
+            kind = "500"
         if kind == "stall":
             try:
                 await asyncio.wait_for(self._closing.wait(), self.stall_seconds)

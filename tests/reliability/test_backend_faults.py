@@ -213,7 +213,8 @@ async def test_s3_faults_behind_a_proxy(fault_proxy: FaultProxy, s3_client: Any,
         proxy.set(0.3, "mix")
         await work.until("stores through a flaky S3", lambda: len(work.acked) >= 60)
         figures["flaky"] = {**proxy.summary(), "acked": len(work.acked), "store_errors": work.store_errors}
-        assert proxy.requests > proxy.forwarded and sum(proxy.faults.values()) > 0
+        # botocore retried: far fewer calls failed than requests were faulted.
+        assert sum(proxy.faults.values()) > 0 and work.store_errors < sum(proxy.faults.values())
 
         # 2. Persistent 503s, then stalls, then resets: every call fails with ServicesException, none hangs.
         for kind in ("503", "stall", "reset"):

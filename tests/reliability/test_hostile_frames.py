@@ -308,3 +308,30 @@ def test_reply_cap_is_per_processor(tmp_path: Any) -> None:
         with pytest.raises(ServicesException, match="limit of 1000000"):
             client.fetch(FetchRequest(communicationIds=["mid"] * 11))
         assert len(client.fetch(FetchRequest(communicationIds=["mid"])).communications) == 1
+
+
+@pytest.mark.slow
+def test_fuzzed_frames_subprocess_store_server(tmp_path: Any) -> None:
+    """The CLI store-server under the same fuzz: only whole, decodable .comm files land, all inside the store."""
+    store = tmp_path / "store"
+    store.mkdir()
+    args = ("store-server", os.fspath(store), "--no-fsync", "--max-frame-size", str(MAX_FRAME), "--idle-timeout", "5")
+    with AioaccessProcess(*args) as server:
+        before = rss_kb(server.pid)
+
+        @FUZZ_SETTINGS
+        @given(hostile_frames())
+        def batch(data: bytes) -> None:
+            _check_one(server.port, data)
+
+        batch()
+        closed, kinds = drain_replies(server.port, VALID_STORE)
+        assert closed and kinds == [2]
+        after = rss_kb(server.pid)
+        assert server.alive()
+    set_figure("store_fuzz_rss_kb", {"before": before, "after": after})
+    for path in walk_files(os.fspath(tmp_path)):
+        assert os.path.dirname(path) == os.fspath(store), path
+        assert path.endswith(".comm"), path
+        read_communication_from_file(path)
+    assert after - before < 100 * 1024
