@@ -121,6 +121,19 @@ async def test_bench_store_writes_every_payload(store_server: Any, store_dir: st
     assert sorted(os.listdir(store_dir)) == [f"bench-{i:06d}.comm" for i in range(5)]
 
 
+async def test_bench_store_payloads_from_a_corpus_source(store_server: Any, store_dir: str, comm_dir: str,
+                                                         cp_comms: list[Any]) -> None:
+    """--corpus takes any fetch-server SOURCE; its Communications are stored byte for byte."""
+    argv = ["bench", "store", f"127.0.0.1:{store_server.bound_port}", "-c", "2", "-n", "10", "--corpus", comm_dir,
+            "--loop", "asyncio", "--no-progress"]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert sorted(os.listdir(store_dir)) == sorted(f"{c.id}.comm" for c in cp_comms)
+    for comm in cp_comms:
+        with open(os.path.join(comm_dir, f"{comm.id}.comm"), "rb") as a, \
+                open(os.path.join(store_dir, f"{comm.id}.comm"), "rb") as b:
+            assert a.read() == b.read()
+
+
 async def test_bench_fetch_counts_errors_from_a_store_server(store_server: Any, tmp_path: Any) -> None:
     """fetch calls to a store server fail, and each one is counted by kind."""
     ids = tmp_path / "ids.txt"
