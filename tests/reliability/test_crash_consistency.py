@@ -137,3 +137,30 @@ async def test_racing_stores_of_one_id_leave_one_complete_payload(store_dir: str
     assert sorted(os.listdir(store_dir)) == ["same.comm"]
     add_figure("racing_same_id_stores", 3 * len(payloads) + 1)
     add_figure("racing_same_id_reads_checked", len(reads))
+
+
+@pytest.mark.slow
+async def test_sigterm_mid_run_acknowledges_in_flight_stores_and_exits_cleanly(store_dir: str) -> None:
+    """SIGTERM while six clients store: the server finishes the stores in flight, exits 0, nothing acked lost."""
+    rng = random.Random(99)
+    sent: dict[str, bytes] = {}
+    acked: set[str] = set()
+    server = AioaccessProcess("store-server", store_dir, "--graceful-timeout", "20").start()
+    try:
+        storing = asyncio.create_task(_store_until_killed(server.port, 6, "t", sent, acked, rng))
+        async with asyncio.timeout(60):
+            while len(acked) < 20:
+                await asyncio.sleep(0.02)
+        assert server.proc is not None
+        server.proc.terminate()
+        async with asyncio.timeout(60):
+            cut = await storing
+            returncode = await asyncio.to_thread(server.proc.wait, 30)
+    finally:
+        server.stop()
+    assert returncode == 0, server.log_tail()
+    figures = _check_store_dir(store_dir, sent, acked)
+    assert figures["temp_leftovers"] == 0  # a graceful stop leaves no temp files
+    add_figure("stores_acknowledged", len(acked))
+    add_figure("stores_acknowledged_found", sum(os.path.exists(os.path.join(store_dir, f"{i}.comm")) for i in acked))
+    set_figure("sigterm_store_run", {"acked": len(acked), "connections_closed_unanswered": cut})

@@ -13,7 +13,10 @@ Communications.
 from __future__ import annotations
 
 import os
+import random
 import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -334,4 +337,56 @@ def test_fuzzed_frames_subprocess_store_server(tmp_path: Any) -> None:
         assert os.path.dirname(path) == os.fspath(store), path
         assert path.endswith(".comm"), path
         read_communication_from_file(path)
+    assert after - before < 100 * 1024
+
+
+def _random_hostile(rng: random.Random) -> bytes:
+    """A quick hostile frame without hypothesis (usable from many threads)."""
+    valid = rng.choice([VALID_FETCH, VALID_STORE])
+    kind = rng.randrange(5)
+    if kind == 0:
+        return rng.randbytes(rng.randint(1, 300))
+    if kind == 1:
+        return _framed(rng.randbytes(rng.randint(0, 300)))
+    if kind == 2:
+        return valid[: rng.randint(1, len(valid) - 1)]
+    if kind == 3:
+        return call_frame(rng.choice(["fetch", "store"]), _nested(rng.randint(50, 5000), rng.randint(0, 1)))
+    buf = bytearray(valid)
+    for _ in range(rng.randint(1, 8)):
+        buf[rng.randrange(4, len(buf))] = rng.randrange(256)
+    return bytes(buf)
+
+
+@pytest.mark.slow
+def test_hostile_flood_from_many_threads_while_a_good_client_is_served(
+        fuzz_dir: tuple[str, dict[str, Any]]) -> None:
+    """Eight attackers at once; a concrete-python client fetching all the while never sees an error."""
+    path, comms = fuzz_dir
+    stop = threading.Event()
+    tried = [0] * 8
+    good_calls = 0
+
+    def attacker(k: int) -> None:
+        rng = random.Random(k)
+        while not stop.is_set() and tried[k] < 300:
+            closed, _ = drain_replies(server.port, _random_hostile(rng))
+            assert closed
+            tried[k] += 1
+
+    with AioaccessProcess("fetch-server", path, "--max-frame-size", str(MAX_FRAME), "--idle-timeout", "5") as server:
+        before = rss_kb(server.pid)
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(attacker, k) for k in range(8)]
+            while not all(f.done() for f in futures):
+                _check_well_behaved(server.port, comms)
+                good_calls += 1
+            for f in futures:
+                f.result()
+        after = rss_kb(server.pid)
+        assert server.alive()
+    add_figure("bad_inputs_tried", sum(tried))
+    set_figure("concurrent_flood", {"attackers": 8, "bad_inputs": sum(tried), "good_calls_all_correct": good_calls,
+                                    "rss_kb_before": before, "rss_kb_after": after})
+    assert good_calls > 0
     assert after - before < 100 * 1024
