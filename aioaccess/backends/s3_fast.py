@@ -118,7 +118,9 @@ class FastS3Client:
 
     ``endpoint_url`` None means AWS (virtual-hosted style when the bucket
     name allows it); any other endpoint is addressed path-style.
-    ``credentials`` is a botocore ``Credentials`` object.
+    ``credentials`` is a botocore ``Credentials`` object.  Unlike botocore
+    it does not follow a bucket to another region: ``region_name`` must be
+    the bucket's (a wrong one fails with the ``ClientError`` S3 sends).
     """
 
     def __init__(self, endpoint_url: str | None, credentials: Any, region_name: str, *,
@@ -219,7 +221,8 @@ class FastS3Client:
         for attempt in range(1, self.max_attempts + 1):
             signed = self._sign(await self._creds(), method, host, path, qs, payload_hash, headers or {})
             try:
-                async with self._session.request(method, url, data=body or None, headers=signed) as response:
+                async with self._session.request(method, url, data=body or None, headers=signed,
+                                                 allow_redirects=False) as response:
                     data = await response.read()
                     status = response.status
                     resp_headers = response.headers
