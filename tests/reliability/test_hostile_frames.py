@@ -390,3 +390,28 @@ def test_hostile_flood_from_many_threads_while_a_good_client_is_served(
                                     "rss_kb_before": before, "rss_kb_after": after})
     assert good_calls > 0
     assert after - before < 100 * 1024
+
+
+@pytest.mark.slow
+def test_fuzzed_frames_through_a_relay_server(fuzz_dir: tuple[str, dict[str, Any]]) -> None:
+    """A relay-server in front of a fetch-server: hostile frames stop at (or pass through) it; both stay healthy."""
+    path, comms = fuzz_dir
+    limits = ("--max-frame-size", str(MAX_FRAME), "--idle-timeout", "5")
+    with AioaccessProcess("fetch-server", path, *limits) as upstream, \
+            AioaccessProcess("relay-server", *limits, "--upstream-timeout", "10", "127.0.0.1",
+                             str(upstream.port)) as relay:
+        _check_well_behaved(relay.port, comms)
+        before = rss_kb(relay.pid)
+
+        @FUZZ_SETTINGS
+        @given(hostile_frames())
+        def batch(data: bytes) -> None:
+            _check_one(relay.port, data)
+
+        batch()
+        _check_well_behaved(relay.port, comms)
+        _check_well_behaved(upstream.port, comms)
+        after = rss_kb(relay.pid)
+        assert relay.alive() and upstream.alive()
+    set_figure("relay_fuzz_rss_kb", {"before": before, "after": after})
+    assert after - before < 100 * 1024
