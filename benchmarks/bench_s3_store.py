@@ -93,11 +93,11 @@ class Procs:
                 proc.wait()
 
 
-def boto_config(path: str, host: str, port: int) -> None:
-    """boto 2 settings that point ``connect_s3()`` at ``host:port`` over plain HTTP, path-style."""
+def boto_config(path: str, host: str, port: int, secure: bool) -> None:
+    """boto 2 settings that point ``connect_s3()`` at ``host:port``, path-style (retries left at boto's default)."""
     with open(path, "w") as f:
         f.write(f"[Credentials]\ns3_host = {host}\ns3_port = {port}\n"
-                "[Boto]\nis_secure = False\nnum_retries = 0\n"
+                f"[Boto]\nis_secure = {secure}\n"
                 "[s3]\ncalling_format = boto.s3.connection.OrdinaryCallingFormat\n")
 
 
@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(make_buckets(direct_endpoint, list(buckets.values())))
 
         cfg = os.path.join(procs.logdir, "boto.cfg")
-        boto_config(cfg, s3_host, int(s3_port or 80))
+        secure = endpoint.startswith("https://")
+        boto_config(cfg, s3_host, int(s3_port or (443 if secure else 80)), secure)
         port = free_port()
         proc = procs.start("concrete-python", [sys.executable, concrete_script, buckets["concrete-python"],
                                                "--host", "127.0.0.1", "--port", str(port), "-l", "warning"],
