@@ -135,6 +135,28 @@ async def test_wait_service_returns_0_for_a_live_store(store_server: Any) -> Non
     assert "is up" in err
 
 
+@pytest.mark.interop
+async def test_wait_service_and_concrete_pythons_wait_script_agree(comm_dir: str, server_procs: list[Any]) -> None:
+    """Our wait-service waits for concrete-python's fetch-server.py; its wait-concrete-service.py for ours."""
+    bindir = os.path.dirname(sys.executable)
+    cp_port, our_port = unused_port(), unused_port()
+    theirs = await asyncio.create_subprocess_exec(sys.executable, os.path.join(bindir, "fetch-server.py"), comm_dir,
+                                                  "--host", "127.0.0.1", "-p", str(cp_port), "-l", "warning",
+                                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server_procs.append(theirs)
+    ours = await start_cli("fetch-server", comm_dir, "--port", str(our_port))
+    server_procs.append(ours)
+    await wait_up("FetchCommunication", cp_port, theirs)
+    waited = await asyncio.create_subprocess_exec(
+        sys.executable, os.path.join(bindir, "wait-concrete-service.py"), "FetchCommunication", "--host",
+        "127.0.0.1", "--port", str(our_port), "--timeout", "30", "--sleep-interval", "1",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = await asyncio.wait_for(waited.communicate(), 60)
+    assert waited.returncode == 0, err.decode()
+    code, err_text = await stop(ours)
+    assert code == 0, err_text
+
+
 # -- store-client ----------------------------------------------------------------
 async def test_store_client_stores_files_directories_and_archives(tmp_path: Any, store_server: Any,
                                                                   store_dir: str) -> None:
