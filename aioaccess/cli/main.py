@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .. import __version__
+from ..server.supervisor import is_worker, prepare_worker
 from . import bench, commands, http_commands, ops_commands
 from .errors import UsageError
 
@@ -50,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]  # re-run by --workers
     logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if is_worker():  # started by a --workers supervisor
+        prepare_worker()
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:

@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -26,12 +27,16 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-__all__ = ["WORKER_ENV", "Supervisor", "is_worker", "reserve_port"]
+__all__ = ["SUPERVISOR_ENV", "WORKER_ENV", "Supervisor", "is_worker", "prepare_worker", "reserve_port"]
 
 logger = logging.getLogger("aioaccess.supervisor")
 
 #: Set in every worker's environment to its index (0..N-1).
 WORKER_ENV = "AIOACCESS_WORKER"
+
+#: Set in every worker's environment to the supervisor's pid.
+SUPERVISOR_ENV = "AIOACCESS_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1
 
 #: A worker that exits with this status within STARTUP_WINDOW seconds is not restarted.
 STARTUP_FAILURE = 2
@@ -41,6 +46,21 @@ STARTUP_WINDOW = 5.0
 def is_worker() -> bool:
     """Whether this process is a worker started by a :class:`Supervisor`."""
     return os.environ.get(WORKER_ENV, "") != ""
+
+
+def prepare_worker() -> None:
+    """In a worker: get SIGTERM when the supervisor dies (Linux), or exit now if it is gone already."""
+    supervisor = int(os.environ.get(SUPERVISOR_ENV, "0") or 0)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl
+            logger.debug("prctl(PR_SET_PDEATHSIG) unavailable")
+    if supervisor and os.getppid() != supervisor:
+        logger.error("Supervisor [pid %d] is gone; worker exiting", supervisor)
+        raise SystemExit(0)
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -92,10 +112,12 @@ class Supervisor:
 
     # -- workers ---------------------------------------------------------------
     def _spawn(self, index: int) -> _Worker:
-        env = dict(self.env, **{WORKER_ENV: str(index)})
+        env = dict(self.env, **{WORKER_ENV: str(index), SUPERVISOR_ENV: str(os.getpid())})
         if self.metrics_dir is not None:
             env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
-        process = subprocess.Popen(self.argv, env=env)
+        # Its own process group: a Ctrl-C in the terminal reaches only the supervisor, which
+        # forwards one SIGTERM; prepare_worker() makes the worker stop if the supervisor dies.
+        process = subprocess.Popen(self.argv, env=env, process_group=0)
         logger.info("Started worker %d [pid %d]", index, process.pid)
         return _Worker(index, process)
 

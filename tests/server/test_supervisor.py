@@ -159,3 +159,26 @@ async def test_serve_config_with_two_workers(comm_dir: str, procs: list[Any], tm
     proc.send_signal(signal.SIGTERM)
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+async def test_workers_stop_when_the_supervisor_is_killed(comm_dir: str, procs: list[Any]) -> None:
+    port = unused_port()
+    proc = await start(procs, "fetch-server", comm_dir, "--port", str(port), "--workers", "2", "-l", "WARNING")
+    await wait_fetch(port)
+    pids, _ = await both_workers(port)
+    proc.kill()
+    await proc.communicate()
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not any(_running(pid) for pid in pids)
