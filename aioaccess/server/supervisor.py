@@ -6,7 +6,10 @@ fixes the port), then runs N copies of the same command with
 ``AIOACCESS_WORKER`` set.  A worker binds the same addresses with
 SO_REUSEPORT and the kernel spreads new connections over the workers.  The
 supervisor restarts a worker that dies, forwards SIGINT/SIGTERM to every
-worker, waits for them to finish their in-flight calls, and exits 0.
+worker as one SIGTERM, waits for them to finish their in-flight calls, and
+exits 0.  Workers run in their own process group (a terminal's Ctrl-C reaches
+only the supervisor) and, on Linux, get SIGTERM from the kernel if the
+supervisor dies (:func:`prepare_worker`).
 
 Signal handlers only set a flag; the supervisor's loop does the work.
 """
