@@ -84,14 +84,21 @@ class ServerMetrics:
 
     def observer(self, service: str) -> CallObserver:
         """A ``Processor`` observer recording calls under the label ``service``."""
-        calls, latency, bytes_out, errors = self.calls, self.latency, self.bytes_out, self.backend_errors
+        children: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}  # labels() once per method/outcome
 
         def observe(method: str, outcome: str, seconds: float, reply_bytes: int) -> None:
-            calls.labels(service, method, outcome).inc()
-            latency.labels(service, method).observe(seconds)
-            bytes_out.labels(service, method).inc(reply_bytes)
-            if outcome == "error":
-                errors.labels(service, method).inc()
+            try:
+                calls, latency, bytes_out, errors = children[(method, outcome)]
+            except KeyError:
+                calls, latency, bytes_out, errors = children[(method, outcome)] = (
+                    self.calls.labels(service, method, outcome), self.latency.labels(service, method),
+                    self.bytes_out.labels(service, method),
+                    self.backend_errors.labels(service, method) if outcome == "error" else None)
+            calls.inc()
+            latency.observe(seconds)
+            bytes_out.inc(reply_bytes)
+            if errors is not None:
+                errors.inc()
 
         return observe
 
