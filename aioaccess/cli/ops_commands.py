@@ -135,7 +135,9 @@ def supervise(args: argparse.Namespace, binds: list[tuple[str, int]] | None = No
         argv = [sys.executable, "-m", "aioaccess", *args.argv, *extra]
         metrics = (args.metrics_host, args.metrics_port) if getattr(args, "metrics_port", None) is not None else None
         try:
-            return Supervisor(argv, workers, graceful_timeout=args.graceful_timeout, metrics=metrics).run()
+            binds = [(host, sock.getsockname()[1]) for (host, _), sock in zip(binds, reserved, strict=True)]
+            return Supervisor(argv, workers, graceful_timeout=args.graceful_timeout, metrics=metrics,
+                              binds=binds).run()
         except OSError as exc:  # the metrics port, or no way to start a process
             raise UsageError(f"cannot start {workers} workers: {exc.strerror or exc}") from exc
     finally:

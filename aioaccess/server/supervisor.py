@@ -44,6 +44,8 @@ _PR_SET_PDEATHSIG = 1
 #: A worker that exits with this status within STARTUP_WINDOW seconds is not restarted.
 STARTUP_FAILURE = 2
 STARTUP_WINDOW = 5.0
+#: Seconds the supervisor waits for the first worker to listen before starting the others anyway.
+STARTUP_TIMEOUT = 60.0
 
 
 def is_worker() -> bool:
@@ -80,6 +82,16 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _accepts(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port`` (wildcard addresses: on loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
 @dataclass
 class _Worker:
     index: int
@@ -91,11 +103,14 @@ class Supervisor:
     """Keeps ``workers`` copies of ``argv`` running until SIGINT/SIGTERM.
 
     ``metrics`` = ``(host, port)`` serves ``/metrics`` summed over the workers
-    (Prometheus multiprocess mode, in a temporary directory).
+    (Prometheus multiprocess mode, in a temporary directory).  With ``binds``
+    (the workers' addresses) the first worker starts alone until it accepts
+    connections there, so a worker that cannot start fails once, not N times.
     """
 
     def __init__(self, argv: Sequence[str], workers: int, *, graceful_timeout: float = 30.0,
-                 env: Mapping[str, str] | None = None, metrics: tuple[str, int] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, metrics: tuple[str, int] | None = None,
+                 binds: Sequence[tuple[str, int]] = ()) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
         self.argv = list(argv)
@@ -103,6 +118,7 @@ class Supervisor:
         self.graceful_timeout = graceful_timeout
         self.env = dict(os.environ if env is None else env)
         self.metrics = metrics
+        self.binds = list(binds)
         self.running: list[_Worker] = []
         self.should_exit = False
         self.signal_received: int | None = None
@@ -149,6 +165,24 @@ class Supervisor:
 
             multiprocess.mark_process_dead(pid, self.metrics_dir)
 
+    def _wait_first_ready(self) -> int | None:
+        """Wait until the first worker accepts on every bind; its exit status if it exits first."""
+        if not self.binds:
+            return None
+        first = self.running[0]
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not self.should_exit and time.monotonic() < deadline:
+            code = first.process.poll()
+            if code is not None:
+                logger.info("Worker 0 [pid %d] exited with %d before listening; stopping", first.process.pid, code)
+                return code if code > 0 else 1
+            if all(_accepts(host, port) for host, port in self.binds):
+                logger.info("Worker 0 [pid %d] is listening; starting %d more", first.process.pid,
+                            self.workers - 1)
+                return None
+            time.sleep(0.05)
+        return None
+
     def _stop_all(self) -> int:
         """SIGTERM every worker, wait up to the grace period (+5 s), kill the rest; 0 if all exited cleanly."""
         for worker in self.running:
@@ -178,15 +212,15 @@ class Supervisor:
         try:
             if self.metrics is not None:
                 metrics_server = self._start_metrics(*self.metrics)
-            self.running = [self._spawn(i) for i in range(self.workers)]
-            status: int | None = None
-            while not self.should_exit:
+            # The first worker alone, until it listens: a bad config then fails once, in one line.
+            self.running = [self._spawn(0)]
+            status = self._wait_first_ready()
+            if status is None and not self.should_exit:
+                self.running += [self._spawn(i) for i in range(1, self.workers)]
+            while status is None and not self.should_exit:
                 time.sleep(0.1)
-                if self.should_exit:  # a worker that exits on the same Ctrl-C is not restarted
-                    break
-                status = self._reap()
-                if status is not None:
-                    break
+                if not self.should_exit:  # a worker that exits on the same Ctrl-C is not restarted
+                    status = self._reap()
             if self.signal_received is not None:
                 logger.info("Received %s; stopping %d workers", signal.Signals(self.signal_received).name,
                             len(self.running))

@@ -121,6 +121,8 @@ async def test_workers_that_cannot_start_stop_the_supervisor(procs: list[Any], t
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert "Traceback" not in err.decode()
+    errors = [line for line in err.decode().splitlines() if "error:" in line]
+    assert len(errors) == 1 and "missing" in errors[0]  # the first worker failed alone; no others started
 
 
 @pytest.mark.parametrize("which", ["port", "metrics-port"])
