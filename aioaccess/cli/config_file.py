@@ -7,6 +7,7 @@ The format (every key but ``kind``, ``port`` and the kind's SOURCE/TARGET is opt
     max_frame_size = 1073741824   # bytes
     max_connections = 10000
     graceful_timeout = 30.0       # seconds SIGTERM waits for in-flight calls
+    backlog = 2048                # listen backlog
     loop = "auto"                 # auto | asyncio | uvloop
     workers = 1                   # processes sharing every port (SO_REUSEPORT)
     metrics_port = 9100           # Prometheus text format on /metrics; omit: off
@@ -32,7 +33,7 @@ The format (every key but ``kind``, ``port`` and the kind's SOURCE/TARGET is opt
     [[services]]
     kind = "relay"
     port = 9092
-    upstream = "fetch.example.org:9090"
+    upstream = "fetch.example.org:9090"   # pool: backend_concurrency; timeout: backend_timeout
 
     [[services]]
     kind = "http"                 # HTTP/TJSON endpoint (access-http-server)
