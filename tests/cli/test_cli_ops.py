@@ -379,3 +379,17 @@ def test_version_and_loglevel_on_every_command(capsys: Any) -> None:
         with pytest.raises(SystemExit) as info:
             main([command, "-l", "DEBUG", "--help"])
         assert info.value.code == 0 and "--loglevel" in capsys.readouterr().out
+
+
+def test_the_documented_config_example_is_valid() -> None:
+    import tomllib
+
+    from aioaccess.cli import config_file
+
+    example = config_file.__doc__.split("::", 1)[1].split("Backend keys")[0]
+    data = tomllib.loads("\n".join(line[4:] for line in example.splitlines()))
+    data["services"][3].pop("static")  # /srv/www need not exist here
+    config = parse_config(data, "example.toml")
+    assert [(s.name, s.kind) for s in config.services] == [
+        ("corpus", "fetch"), ("store-1", "store"), ("relay-2", "relay"), ("http-3", "http")]
+    assert config.metrics_port == 9100 and config.server.graceful_timeout == 30.0
