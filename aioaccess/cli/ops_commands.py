@@ -132,7 +132,7 @@ def supervise(args: argparse.Namespace, binds: list[tuple[str, int]] | None = No
                 raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         if own_port:
             extra = ["--port", str(reserved[0].getsockname()[1])]
-        argv = [sys.executable, "-m", "aioaccess", *args.argv, *extra]
+        argv = [sys.executable, "-m", "aioaccess", *getattr(args, "argv", sys.argv[1:]), *extra]
         metrics = (args.metrics_host, args.metrics_port) if getattr(args, "metrics_port", None) is not None else None
         try:
             binds = [(host, sock.getsockname()[1]) for (host, _), sock in zip(binds, reserved, strict=True)]
@@ -403,7 +403,8 @@ def serve(args: argparse.Namespace) -> int:
 
 def run_serve(config: ServeConfig, args: argparse.Namespace) -> int:
     """Serve every service of ``config`` (or supervise ``workers`` processes that do)."""
-    ops = argparse.Namespace(argv=args.argv, workers=config.workers, graceful_timeout=config.server.graceful_timeout,
+    ops = argparse.Namespace(argv=getattr(args, "argv", sys.argv[1:]), workers=config.workers,
+                             graceful_timeout=config.server.graceful_timeout,
                              metrics_host=config.metrics_host, metrics_port=config.metrics_port)
     status = supervise(ops, [(s.host, s.port) for s in config.services])
     if status is not None:
