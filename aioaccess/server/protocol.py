@@ -226,7 +226,8 @@ class FramedProtocol(asyncio.Protocol):
             return
         if (self.closing or (self.eof and not self.pending)) and self.transport is not None:
             self.transport.close()
-        self._update_reading()
+        if self.pending or self.backlog_paused:  # else there is nothing to pause or resume
+            self._update_reading()
 
     def _start_task(self, awaitable: Any) -> None:
         """Finish the current request in a Task; later frames wait for it."""
