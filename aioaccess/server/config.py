@@ -20,6 +20,9 @@ class ServerConfig:
     idle_timeout: float | None = 300.0
     #: Refuse connections beyond this many open at once.
     max_connections: int = 10_000
+    #: Bytes of unfinished request frames all connections may hold together (never less than
+    #: one max_frame_size); a connection whose partial frame would go past it is closed.
+    max_buffered_bytes: int = 1 << 30
     #: Seconds shutdown waits for in-flight calls before cancelling them.
     graceful_timeout: float = 30.0
     #: Listen backlog.
@@ -37,3 +40,5 @@ class ServerConfig:
             raise ValueError(f"max_connections must be >= 1, not {self.max_connections}")
         if self.graceful_timeout < 0:
             raise ValueError(f"graceful_timeout must be >= 0, not {self.graceful_timeout}")
+        if self.max_buffered_bytes < 1:
+            raise ValueError(f"max_buffered_bytes must be >= 1, not {self.max_buffered_bytes}")

@@ -63,6 +63,7 @@ class FramedProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.pending: deque[bytes] = deque()
         self.pending_bytes = 0
+        self.held = 0  # bytes of a partial frame charged to state.buffered_bytes
         self.backlog_paused = False  # reading paused: too much queued behind a slow call
         self.busy = False  # a request is being answered
         self.closing = False  # close once the current reply is out
@@ -97,6 +98,8 @@ class FramedProtocol(asyncio.Protocol):
         self.pending.clear()
         self.pending_bytes = 0
         self.transport = None
+        self.state.buffered_bytes -= self.held  # this connection's partial frame is gone
+        self.held = 0
 
     def eof_received(self) -> bool:
         """The peer stopped sending: answer the calls already received, then close."""
@@ -165,6 +168,8 @@ class FramedProtocol(asyncio.Protocol):
         except ProtocolError as exc:
             self._protocol_error(exc)
             return
+        if (self.held or self.decoder.buffered) and not self._charge_partial():
+            return
         if not frames:
             return
         self.last_frame_at = self.loop.time()
@@ -177,6 +182,20 @@ class FramedProtocol(asyncio.Protocol):
             self._run()
         else:
             self._update_reading()
+
+    def _charge_partial(self) -> bool:
+        """Charge this connection's partial frame to the server-wide budget; False once closed for passing it."""
+        now = self.decoder.buffered
+        grew = now > self.held
+        self.state.buffered_bytes += now - self.held
+        self.held = now
+        budget = max(self.config.max_buffered_bytes, self.config.max_frame_size)
+        if grew and self.state.buffered_bytes > budget:
+            self.state.buffer_overflows += 1
+            self._protocol_error(ProtocolError(
+                f"unfinished frames of all connections would hold over {budget} bytes (max_buffered_bytes)"))
+            return False
+        return True
 
     def _refuse(self, msg: bytes) -> None:
         assert self.transport is not None

@@ -60,6 +60,9 @@ class ServerState:
     refused: int = 0
     idle_closed: int = 0
     protocol_errors: int = 0
+    #: Bytes of unfinished frames held by all connections, and connections closed for passing the budget.
+    buffered_bytes: int = 0
+    buffer_overflows: int = 0
 
 
 @dataclass

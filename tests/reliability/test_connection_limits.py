@@ -356,3 +356,52 @@ def test_out_of_file_descriptors_server_survives_and_recovers(comm_dir: str) -> 
         assert [c.id for c in concrete_fetch(server.port, ["comm-4"])] == ["comm-4"]
         assert server.alive()
     add_figure("emfile_floods_survived")
+
+
+async def test_unfinished_frames_share_one_buffer_budget(comm_dir: str) -> None:
+    """Connections each holding most of a big frame: past the server-wide budget they are closed, others served.
+
+    Without the budget, ten connections each sending 60 MB of a 64 MiB frame held 615 MB of a
+    CLI fetch-server's memory (and 10,000 connections could ask for 640 GB).
+    """
+    mib = 1 << 20
+    handler = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(comm_dir))
+    server = Server(ServerConfig(max_frame_size=8 * mib, max_buffered_bytes=16 * mib, idle_timeout=30))
+    listener = server.add_service(Processor(FetchCommunicationService, handler), "127.0.0.1", 0)
+    await server.startup()
+    port = listener.bound_port
+    hogs: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        for _ in range(5):  # 5 x 6 MiB of 8 MiB frames: 30 MiB asked, 16 MiB allowed
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            hogs.append((reader, writer))
+            try:
+                writer.write((8 * mib).to_bytes(4, "big") + b"\x82" * (6 * mib))
+                await writer.drain()
+            except ConnectionError:
+                pass  # closed by the server while sending
+        await asyncio.sleep(0.5)
+        assert server.state.buffer_overflows >= 2
+        assert server.state.buffered_bytes <= 16 * mib + 6 * mib
+        closed = 0
+        for reader, _writer in hogs:
+            try:
+                async with asyncio.timeout(0.2):
+                    closed += await reader.read(1) == b""
+            except TimeoutError:
+                pass
+            except ConnectionError:
+                closed += 1
+        assert closed == server.state.buffer_overflows
+        async with FetchCommunicationClient.connect("127.0.0.1", port, timeout=10) as client:
+            assert len(await client.fetch_raw(["comm-1", "comm-2"])) == 2
+        set_figure("buffer_budget", {"asked_bytes": 30 * mib, "budget": 16 * mib,
+                                     "held": server.state.buffered_bytes, "closed": closed})
+    finally:
+        for _reader, writer in hogs:
+            writer.close()
+    async with asyncio.timeout(10):
+        while server.state.connections:
+            await asyncio.sleep(0.02)
+    assert server.state.buffered_bytes == 0  # every charge was given back
+    await server.shutdown()
