@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short rows, fewer servers and counts (~2 min)")
     parser.add_argument("--servers", help=f"comma-separated subset of {','.join(ALL_SERVERS)}")
     parser.add_argument("--conns", help="comma-separated connection counts (default 1,16,128,1024; quick 1,16,128)")
-    parser.add_argument("--mb-conns", help="connection counts for the 20-ids-per-call MB/s rows (default 16,128)")
+    parser.add_argument("--mb-conns", help="connection counts of the 20-ids-per-call rows (default 1,16,128; quick 16)")
     parser.add_argument("--no-mb", action="store_true", help="skip the 20-ids-per-call rows on the ~100 KB corpus")
     parser.add_argument("--no-limits", action="store_true", help="skip redis-benchmark and the raw S3 GET rate")
     parser.add_argument("-n", type=int, default=5000, help="Communications in the main corpus")
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     servers = args.servers.split(",") if args.servers else (QUICK_SERVERS if args.quick else ALL_SERVERS)
     conns = [int(c) for c in args.conns.split(",")] if args.conns else ([1, 16, 128] if args.quick else
                                                                         [1, 16, 128, 1024])
-    mb_conns = [int(c) for c in args.mb_conns.split(",")] if args.mb_conns else ([16] if args.quick else [16, 128])
+    mb_conns = [int(c) for c in args.mb_conns.split(",")] if args.mb_conns else ([16] if args.quick else [1, 16, 128])
     duration = args.duration or (2.0 if args.quick else 5.0)
     warmup = args.warmup or (0.5 if args.quick else 1.0)
     env_extra: dict[str, str] = {}
