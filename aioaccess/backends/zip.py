@@ -11,6 +11,7 @@ import zlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from .base import CommunicationContainer, check_raw
+from .directory import DEFAULT_CACHE_BYTES
 
 __all__ = ["ZipFileBackedCommunicationContainer"]
 
@@ -28,7 +29,8 @@ class ZipFileBackedCommunicationContainer(CommunicationContainer):
     Members are read (and inflated) in a worker thread, so the event loop
     never waits on the disk or on zlib; an uncompressed member already in the
     page cache is read in place with ``preadv(RWF_NOWAIT)`` instead.  Each
-    member's CRC and bytes are checked on its first read.
+    member's CRC and bytes are checked on its first read, and up to
+    ``cache_bytes`` of members are kept (the archive is read once, at open).
     """
 
     NAME = "zip"
@@ -36,7 +38,11 @@ class ZipFileBackedCommunicationContainer(CommunicationContainer):
     INLINE_SAFE = True
 
     def __init__(self, zipfile_path: str | os.PathLike[str],
-                 comm_extensions: Iterable[str] = (".comm", ".concrete")) -> None:
+                 comm_extensions: Iterable[str] = (".comm", ".concrete"),
+                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.cache_bytes = cache_bytes
+        self._cache: dict[str, bytes] = {}  # checked members, oldest first, up to cache_bytes
+        self._cached_bytes = 0
         self.zipfile_path = os.fspath(zipfile_path)
         self.comm_extensions = tuple(comm_extensions)
         self.zipfile = zipfile.ZipFile(self.zipfile_path, "r")
@@ -87,12 +93,21 @@ class ZipFileBackedCommunicationContainer(CommunicationContainer):
         if comm_id not in self._checked:
             check_raw(comm_id, data)
             self._checked.add(comm_id)
+        if len(data) <= self.cache_bytes // 4 and comm_id not in self._cache:
+            while self._cached_bytes + len(data) > self.cache_bytes:
+                self._cached_bytes -= len(self._cache.pop(next(iter(self._cache))))
+            self._cache[comm_id] = data
+            self._cached_bytes += len(data)
         return data
 
     async def _get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
         slow: list[tuple[str, str]] = []
         for comm_id in ids:
+            data = self._cache.get(comm_id)
+            if data is not None:
+                found[comm_id] = data
+                continue
             name = self.comm_id_to_filename.get(comm_id)
             if name is None:
                 continue
