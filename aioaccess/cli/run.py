@@ -49,17 +49,20 @@ def install_signal_handlers(on_exit: Callable[[], None]) -> Callable[[], None]:
 
 
 def _log_and_call(sig: signal.Signals, on_exit: Callable[[], None]) -> None:
-    logger.info("Received %s; shutting down", sig.name)
+    logger.info("Received %s; shutting down (in-flight calls finish first)", sig.name)
     on_exit()
 
 
 async def serve_until_signalled(server: Server, cleanup: Callable[[], Awaitable[None]] | None = None) -> int:
-    """Serve until SIGINT/SIGTERM, shut down gracefully, run ``cleanup``; exit status 0."""
-    uninstall = install_signal_handlers(server.close)
+    """Serve until SIGINT/SIGTERM, shut down gracefully, run ``cleanup``; exit status 0.
+
+    The handlers stay installed until the loop closes, so a second signal
+    during shutdown (or while the caller closes its backends) is only logged.
+    """
+    install_signal_handlers(server.close)
     try:
         await server.serve()
     finally:
-        uninstall()
         if cleanup is not None:
             await cleanup()
     return 0
