@@ -28,7 +28,11 @@ def print_table(report: dict[str, Any], file: IO[str] | None = None) -> None:
     console = Console(file=file)
     if not console.is_terminal:  # a pipe or file: no 80-column squeeze
         console = Console(file=file, width=160)
-    table = Table(title=f"aioaccess bench {report['kind']} {report['target']}", title_justify="left")
+    extra = [f"client {report['client']}"] if report.get("client") else []
+    if report["config"].get("latency_ms"):
+        extra.append(f"+{report['config']['latency_ms']:g} ms each way")
+    title = f"aioaccess bench {report['kind']} {report['target']}" + (f" ({', '.join(extra)})" if extra else "")
+    table = Table(title=title, title_justify="left")
     for name, justify in (("op", "left"), ("conc", "right"), ("ok/issued", "right"), ("errors", "left"),
                           ("ops/s", "right"), ("MB/s", "right"), ("p50 ms", "right"), ("p90 ms", "right"),
                           ("p99 ms", "right"), ("max ms", "right"), ("CPU s/1k ops", "right")):
@@ -88,8 +92,9 @@ def write_plot(report: dict[str, Any], path: str) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend()
     ax_l.set_yscale("log")
-    extra = f", +{report['config']['latency_ms']} ms each way" if report["config"].get("latency_ms") else ""
-    fig.suptitle(f"aioaccess bench {report['kind']} {report['target']}{extra}")
+    extra = f", +{report['config']['latency_ms']:g} ms each way" if report["config"].get("latency_ms") else ""
+    client = f", client {report['client']}" if report.get("client") else ""
+    fig.suptitle(f"aioaccess bench {report['kind']} {report['target']}{client}{extra}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
