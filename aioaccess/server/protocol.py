@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import types
 from collections import deque
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
+
+try:
+    import fcntl
+    import termios
+except ImportError:  # not POSIX
+    fcntl = termios = None  # type: ignore[assignment]
 
 from ..exceptions import ProtocolError
 from ..wire.framing import FrameDecoder
@@ -28,9 +35,26 @@ __all__ = ["FramedProtocol"]
 logger = logging.getLogger("aioaccess.server")
 
 _INTERNAL_ERROR = 6
+_TIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if termios is not None else None
 #: Stop reading a connection while this much is queued behind a call in flight.
 _MAX_BACKLOG_BYTES = 4 << 20
 _MAX_BACKLOG_FRAMES = 256
+
+
+def _unsent(transport: asyncio.Transport) -> int:
+    """Reply bytes not yet taken by the peer: the transport's buffer plus, when that is not empty,
+    the kernel's send queue (Linux TIOCOUTQ), so that a slowly reading peer shows progress."""
+    try:
+        n = transport.get_write_buffer_size()
+    except NotImplementedError:  # a transport without write buffering
+        return 0
+    if n and _TIOCOUTQ is not None:
+        sock = transport.get_extra_info("socket")
+        try:
+            n += struct.unpack("i", fcntl.ioctl(sock.fileno(), _TIOCOUTQ, b"\0\0\0\0"))[0]
+        except (AttributeError, OSError, ValueError):
+            pass
+    return n
 
 
 @types.coroutine
@@ -64,6 +88,7 @@ class FramedProtocol(asyncio.Protocol):
         self.pending: deque[bytes] = deque()
         self.pending_bytes = 0
         self.held = 0  # bytes of a partial frame charged to state.buffered_bytes
+        self.unsent_at_check = 0  # write-buffer size at the last idle check (progress detection)
         self.backlog_paused = False  # reading paused: too much queued behind a slow call
         self.busy = False  # a request is being answered
         self.closing = False  # close once the current reply is out
@@ -152,13 +177,20 @@ class FramedProtocol(asyncio.Protocol):
             return
         timeout = self.config.idle_timeout
         assert timeout is not None
-        if self.busy:
-            self.last_frame_at = self.loop.time()
-        elif self.loop.time() - self.last_frame_at >= timeout:
+        now = self.loop.time()
+        unsent = _unsent(self.transport)
+        if self.busy or (unsent and unsent != self.unsent_at_check):
+            # A call in flight, or a reply still moving out to a peer reading slowly: not idle.
+            self.last_frame_at = now
+        elif now - self.last_frame_at >= timeout:
             logger.info("Closing connection idle for %.1f s", timeout)
             self.state.idle_closed += 1
-            self.transport.close()
+            if unsent:
+                self.transport.abort()  # the peer stopped reading: close() would wait on it forever
+            else:
+                self.transport.close()
             return
+        self.unsent_at_check = unsent
         self._arm_idle()
 
     # -- requests ---------------------------------------------------------

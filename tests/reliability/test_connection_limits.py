@@ -405,3 +405,89 @@ async def test_unfinished_frames_share_one_buffer_budget(comm_dir: str) -> None:
             await asyncio.sleep(0.02)
     assert server.state.buffered_bytes == 0  # every charge was given back
     await server.shutdown()
+
+
+@pytest.fixture
+def big_comm_dir(tmp_path: Any) -> str:
+    from concrete.util import create_comm
+    from concrete.util import write_communication_to_file as cp_write_file
+
+    comm = create_comm("big", "")
+    comm.text = "x" * 30_000_000  # far more than the kernel's socket buffers hold
+    cp_write_file(comm, os.fspath(tmp_path / "big.comm"))
+    return os.fspath(tmp_path)
+
+
+def _stalled_socket(port: int) -> socket.socket:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(_fetch_frame(["big"]))
+    return s
+
+
+async def test_client_that_stops_reading_is_cut_after_the_idle_timeout(big_comm_dir: str) -> None:
+    """Regression: an idle close waited forever to flush a reply nobody read (the slot and 27 MB stayed taken)."""
+    handler = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(big_comm_dir))
+    server = Server(ServerConfig(idle_timeout=1.0))
+    listener = server.add_service(Processor(FetchCommunicationService, handler), "127.0.0.1", 0)
+    await server.startup()
+    s = _stalled_socket(listener.bound_port)
+    try:
+        async with asyncio.timeout(20):  # configured 1 s; cut within two idle periods
+            while not server.state.total_connections or server.state.connections:
+                await asyncio.sleep(0.05)
+        assert server.state.idle_closed == 1
+    finally:
+        s.close()
+        await server.shutdown()
+
+
+async def test_slow_reader_keeps_its_connection_while_the_reply_moves(big_comm_dir: str) -> None:
+    """A peer reading a big reply slowly for longer than the idle timeout is not idle: it gets the whole reply."""
+    handler = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(big_comm_dir))
+    server = Server(ServerConfig(idle_timeout=1.0))
+    listener = server.add_service(Processor(FetchCommunicationService, handler), "127.0.0.1", 0)
+    await server.startup()
+    s = _stalled_socket(listener.bound_port)
+    s.setblocking(False)
+    got = bytearray()
+    try:
+        for _ in range(8):  # 4 s of reading about 12 KB/s
+            await asyncio.sleep(0.5)
+            try:
+                got += s.recv(6144)
+            except BlockingIOError:
+                pass
+        assert server.state.idle_closed == 0
+        s.setblocking(True)
+        s.settimeout(30)
+        size = int.from_bytes(got[:4], "big")
+        while len(got) < 4 + size:
+            chunk = await asyncio.to_thread(s.recv, 1 << 20)
+            assert chunk, "the server cut a peer that was reading"
+            got += chunk
+        assert parse_header(bytes(got[4:])).mtype == 2 and len(got) == 4 + size
+    finally:
+        s.close()
+        await server.shutdown()
+
+
+def test_client_that_stops_reading_is_cut_by_the_cli_server(big_comm_dir: str) -> None:
+    """Same with ``aioaccess fetch-server`` (uvloop when installed)."""
+    with AioaccessProcess("fetch-server", big_comm_dir, "--idle-timeout", "1") as server:
+        s = _stalled_socket(server.port)
+        try:
+            time.sleep(4.0)  # two idle periods and then some, reading nothing
+            s.settimeout(10)
+            received, cut = 0, False
+            try:
+                while chunk := s.recv(1 << 20):
+                    received += len(chunk)
+            except (ConnectionResetError, TimeoutError):
+                cut = True
+            assert cut or received < 30_000_000, "the server waited on a peer that stopped reading"
+        finally:
+            s.close()
+        assert [c.id for c in concrete_fetch(server.port, ["big"])] == ["big"]
+    add_figure("stalled_readers_cut", 2)
