@@ -13,9 +13,12 @@ from typing import Any
 
 from thriftpy2.protocol.apache_json import TApacheJSONProtocol
 from thriftpy2.protocol.compact import TCompactProtocol
+from thriftpy2.thrift import TType
 from thriftpy2.transport import TMemoryBuffer
 
 from .errors import CodecError
+
+_T_STRUCT, _T_MAP, _T_SET, _T_LIST = TType.STRUCT, TType.MAP, TType.SET, TType.LIST
 
 __all__ = ["MAX_DEPTH", "decode", "encode", "read_string_field", "skip", "to_tjson"]
 
@@ -171,8 +174,41 @@ def decode(buf: bytes | bytearray | memoryview, cls: type, offset: int = 0) -> t
     return obj, end
 
 
+def _check_value(spec: Any, value: Any, path: str, depth: int) -> None:
+    """Check required fields inside ``value`` of type ``spec`` (a ttype or (ttype, sub-spec))."""
+    if value is None or not isinstance(spec, tuple):
+        return
+    if depth > MAX_DEPTH:
+        raise CodecError(f"{path}: nesting deeper than {MAX_DEPTH}")
+    ttype, sub = spec[0], spec[1]
+    if ttype == _T_STRUCT:
+        _check_required(value, path, depth + 1)
+    elif ttype in (_T_LIST, _T_SET):
+        for i, item in enumerate(value):
+            _check_value(sub, item, f"{path}[{i}]", depth + 1)
+    elif ttype == _T_MAP:
+        for k, v in value.items():
+            _check_value(sub[0], k, f"{path}.key", depth + 1)
+            _check_value(sub[1], v, f"{path}[{k!r}]", depth + 1)
+
+
+def _check_required(obj: Any, path: str, depth: int = 1) -> None:
+    for field in obj.thrift_spec.values():
+        name, required = field[1], field[-1]
+        value = getattr(obj, name, None)
+        if value is None:
+            if required is True:
+                raise CodecError(f"{path}.{name}: required field is None")
+        elif len(field) == 4:
+            _check_value((field[0], field[2]), value, f"{path}.{name}", depth)
+
+
 def encode(obj: Any) -> bytes:
-    """Encode a thriftpy2 struct in the compact protocol, fields in id order."""
+    """Encode a thriftpy2 struct in the compact protocol, fields in id order.
+
+    A required field left None raises CodecError, as in the compiled codec.
+    """
+    _check_required(obj, type(obj).__name__)
     buf = TMemoryBuffer()
     TCompactProtocol(buf).write_struct(obj)
     return buf.getvalue()
