@@ -443,6 +443,7 @@ async def test_client_that_stops_reading_is_cut_after_the_idle_timeout(big_comm_
         await server.shutdown()
 
 
+@pytest.mark.slow
 async def test_slow_reader_keeps_its_connection_while_the_reply_moves(big_comm_dir: str) -> None:
     """A peer reading a big reply slowly for longer than the idle timeout is not idle: it gets the whole reply."""
     handler = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(big_comm_dir))
@@ -473,6 +474,7 @@ async def test_slow_reader_keeps_its_connection_while_the_reply_moves(big_comm_d
         await server.shutdown()
 
 
+@pytest.mark.slow
 def test_client_that_stops_reading_is_cut_by_the_cli_server(big_comm_dir: str) -> None:
     """Same with ``aioaccess fetch-server`` (uvloop when installed)."""
     with AioaccessProcess("fetch-server", big_comm_dir, "--idle-timeout", "1") as server:
