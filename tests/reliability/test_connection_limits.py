@@ -111,7 +111,7 @@ async def test_slowloris_is_cut_while_a_busy_client_is_not(fetch_server_small_ti
         closed = asyncio.create_task(_wait_closed(slow_reader, 30))
         while not closed.done():
             assert [len(r) > 0 for r in await good.fetch_raw(["comm-1"])] == [True]
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.1)
         await closed
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
