@@ -119,6 +119,7 @@ class AioaccessProcess:
         self.log_path = os.path.join(tempfile.gettempdir(), f"aioaccess-reliability-{port}-{os.getpid()}.log")
         self._log: IO[bytes] | None = None
         self.nofile = nofile  # (soft, hard) RLIMIT_NOFILE the server starts with
+        self.last_log = ""
 
     @property
     def pid(self) -> int:
@@ -143,8 +144,11 @@ class AioaccessProcess:
         return self
 
     def log_tail(self, n: int = 3000) -> str:
-        with open(self.log_path, "rb") as f:
-            return f.read()[-n:].decode("utf-8", "replace")
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-n:].decode("utf-8", "replace")
+        except FileNotFoundError:
+            return self.last_log[-n:]
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -168,6 +172,8 @@ class AioaccessProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+            self.last_log = self.log_tail(20_000)  # kept for failure messages; the file goes
+            os.unlink(self.log_path)
 
     def __enter__(self) -> AioaccessProcess:
         return self if self.proc is not None else self.start()
