@@ -76,6 +76,8 @@ class LatencyProxy:
                 tg.create_task(self._pipe(u_reader, c_writer))
         except (OSError, ExceptionGroup) as exc:
             logger.debug("proxy connection ended: %r", exc)
+        except asyncio.CancelledError:  # aclose(): end quietly (asyncio.streams would log a cancelled handler)
+            logger.debug("proxy connection closed by aclose()")
         finally:
             self._tasks.discard(task)
             for writer in (c_writer, u_writer):
