@@ -264,3 +264,35 @@ async def test_fast_s3_client_signs_as_botocore_does(endpoint: str | None, token
             assert mine["Authorization"] == request.headers["Authorization"], (method, bucket, key)
     finally:
         await fast.close()
+
+
+async def test_make_s3_client_puts_without_expect_continue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiobotocore adds ``Expect: 100-continue`` to every PutObject (an extra round trip); make_s3_client drops it."""
+    from aioaccess.backends.s3 import make_s3_client
+
+    heads: list[bytes] = []
+
+    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            heads.append(head.lower())
+            if b"expect: 100-continue" in head.lower():
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                           if line.startswith(b"content-length:")), 0)
+            await reader.readexactly(length)
+            writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 0\r\nETag: "x"\r\n\r\n')
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(http, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    async with server, make_s3_client(f"http://127.0.0.1:{port}", region_name="us-east-1") as client:
+        await client.put_object(Bucket="b", Key="k", Body=b"x" * 5000)
+    [head] = heads
+    assert head.startswith(b"put /b/k ") and b"expect:" not in head
