@@ -60,6 +60,8 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--timeout", type=float, default=30.0, help="seconds one op may take (default: 30)")
     g.add_argument("--latency-ms", type=float, default=0.0,
                    help="add this many ms each way with a local TCP proxy in front of the endpoint (default: 0)")
+    g.add_argument("--server-pid", type=int, metavar="PID",
+                   help="also report the CPU per 1,000 ops of this local process (the server, moto, ...)")
     g.add_argument("--seed", type=int, default=0, help="seed of the synthetic payloads and op choices")
     g.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                    help="event loop (default: auto = uvloop when installed)")
@@ -109,14 +111,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ids-from", metavar="FILE", help="ids to fetch, one per line (default: ask the server)")
     p.add_argument("--ids", type=int, default=1000, help="ids to ask the server for (default: 1000)")
     p.add_argument("--batch", type=int, default=1, help="ids per fetch call (default: 1)")
-    p.add_argument("--server-pid", type=int, help="also report this local server process's CPU per 1,000 ops")
     p.set_defaults(func=bench_fetch)
 
     p = kinds.add_parser("store", parents=[common], help="call store on a StoreCommunicationService",
                          description="Framed-compact store calls (pre-built from --corpus or synthetic "
                          "Communications) against HOST:PORT: any StoreCommunicationService.")
     p.add_argument("target", metavar="HOST:PORT")
-    p.add_argument("--server-pid", type=int, help="also report this local server process's CPU per 1,000 ops")
     p.set_defaults(func=bench_store)
 
 
@@ -139,6 +139,8 @@ def _check_common(args: argparse.Namespace) -> None:
         raise UsageError(f"--latency-ms must be >= 0, not {args.latency_ms}")
     if args.payloads < 1:
         raise UsageError(f"--payloads must be >= 1, not {args.payloads}")
+    if args.server_pid is not None and _proc_cpu(args.server_pid) is None:
+        raise UsageError(f"--server-pid {args.server_pid}: no such local process")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -339,7 +341,7 @@ async def _bench_s3(args: argparse.Namespace) -> int:
         try:
             if "get" in ops:
                 await bench.seed(min(len(payloads), 100))
-            rows = await _sweep(args, phases)
+            rows = await _sweep(args, phases, server_pid=args.server_pid)
         finally:
             if args.keep:
                 cleanup = {"written": len(set(bench.issued_keys)), "kept": True}
