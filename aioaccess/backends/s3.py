@@ -154,6 +154,7 @@ class S3BackedCommunicationContainer(CommunicationContainer):
         self.prefix_len = prefix_len
         self.timeout = timeout
         self.list_page_size = list_page_size
+        self.max_concurrency = max_concurrency
         self._limit = asyncio.Semaphore(max_concurrency)
 
     async def _get_one(self, comm_id: str) -> bytes | None:
@@ -176,12 +177,24 @@ class S3BackedCommunicationContainer(CommunicationContainer):
         if len(unique) == 1:
             raw = await self._get_one(unique[0])
             return {} if raw is None else {unique[0]: raw}
+        # A fixed set of workers, not a task per id: a fetch of millions of ids
+        # must not create millions of tasks.
+        found: dict[str, bytes] = {}
+        todo = iter(unique)
+
+        async def worker() -> None:
+            for comm_id in todo:
+                raw = await self._get_one(comm_id)
+                if raw is not None:
+                    found[comm_id] = raw
+
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self._get_one(i)) for i in unique]
+                for _ in range(min(self.max_concurrency, len(unique))):
+                    tg.create_task(worker())
         except BaseExceptionGroup as group:  # the first failure cancelled the rest: report it alone
             raise group.exceptions[0]  # noqa: B904 - keeps its own cause
-        return {i: raw for i, t in zip(unique, tasks, strict=True) if (raw := t.result()) is not None}
+        return {i: found[i] for i in unique if i in found}
 
     async def _iter_ids(self) -> AsyncIterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
