@@ -375,24 +375,28 @@ def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    for k, style in ((1, "-o"), (20, "--s")):
-        for server in dict.fromkeys(r["server"] for r in rows):
-            pts = sorted((r["conns"], r["calls_per_s"], r["p99_ms"]) for r in rows
+    servers = list(dict.fromkeys(r["server"] for r in rows))
+    colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(servers)}
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    for row_axes, k, metric, label in ((axes[0], 1, "calls_per_s", "calls/s"), (axes[1], 20, "mb_per_s", "MB/s")):
+        for server in servers:
+            pts = sorted((r["conns"], r[metric], r["p99_ms"]) for r in rows
                          if r["server"] == server and r["ids_per_call"] == k and r["calls_per_s"])
             if not pts:
                 continue
-            label = server if k == 1 else f"{server} (k={k})"
-            axes[0].plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
-            axes[1].plot([p[0] for p in pts], [p[2] for p in pts], style, label=label)
-    axes[0].set(xscale="log", yscale="log", xlabel="connections", ylabel="calls/s", title="throughput")
-    axes[1].set(xscale="log", yscale="log", xlabel="connections", ylabel="p99 latency (ms)", title="p99 latency")
-    for ax in axes:
+            style = "--o" if server.startswith("cp-") else ":s" if server == "ceiling" else "-o"
+            for ax, values in ((row_axes[0], [p[1] for p in pts]), (row_axes[1], [p[2] for p in pts])):
+                ax.plot([p[0] for p in pts], values, style, color=colors[server], label=server)
+        row_axes[0].set(xscale="log", yscale="log", xlabel="connections", ylabel=label,
+                        title=f"{k} id{'s' if k > 1 else ''} per call: {label}")
+        row_axes[1].set(xscale="log", yscale="log", xlabel="connections", ylabel="p99 latency (ms)",
+                        title=f"{k} id{'s' if k > 1 else ''} per call: p99 latency")
+        row_axes[1].legend(fontsize=7, loc="upper left")
+    for ax in axes.flat:
         ax.grid(True, which="both", alpha=0.3)
-    axes[1].legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
