@@ -198,8 +198,6 @@ async def test_alternative_s3_clients_with_container_and_store_handler(s3_server
     from aioaccess.corpus import make_communication
     from aioaccess.handlers.s3_store import S3BackedStoreHandler
 
-    if kind == "obstore":
-        pytest.importorskip("obstore", reason="the obstore client is optional (pip install obstore)")
     bucket = f"alt-{uuid.uuid4().hex}"
     async with make_s3_client(s3_server, client="fast") as maker:
         await maker.create_bucket(Bucket=bucket)

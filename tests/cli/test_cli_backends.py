@@ -59,7 +59,7 @@ def cli_server(tmp_path: Any, *argv: str) -> Iterator[int]:
 
 
 @pytest.fixture(params=["directory", pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("s3", marks=pytest.mark.s3)])
+                        pytest.param("s3", marks=pytest.mark.s3), pytest.param("s3-fast", marks=pytest.mark.s3)])
 def backend_spec(request: pytest.FixtureRequest, tmp_path: Any) -> list[str]:
     """SOURCE/TARGET plus options for one backend, empty and ready."""
     if request.param == "directory":
@@ -77,7 +77,8 @@ def backend_spec(request: pytest.FixtureRequest, tmp_path: Any) -> list[str]:
         s3.create_bucket(Bucket=bucket)
     finally:
         s3.close()
-    return [f"s3://{bucket}", "--endpoint-url", endpoint, "--prefix-len", "2"]
+    fast = ["--s3-client", "fast"] if request.param == "s3-fast" else []
+    return [f"s3://{bucket}", "--endpoint-url", endpoint, "--prefix-len", "2", *fast]
 
 
 def test_store_then_fetch_through_the_cli(tmp_path: Any, backend_spec: list[str]) -> None:
