@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from _procs import aioaccess_server
 from concrete.access.ttypes import FetchRequest
 from concrete.util import write_communication_to_buffer
 from concrete.util.access_wrapper import FetchCommunicationClientWrapper, StoreCommunicationClientWrapper
@@ -22,40 +18,6 @@ from conftest import concrete_comms, unused_port
 pytestmark = pytest.mark.interop
 
 N = 15
-
-
-def _wait_for_port(proc: subprocess.Popen[bytes], port: int, log: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            with open(log, encoding="utf-8", errors="replace") as f:
-                output = f.read()
-            raise AssertionError(f"aioaccess did not listen on {port} (exit {proc.poll()}):\n{output}")
-        time.sleep(0.05)
-
-
-@contextmanager
-def cli_server(tmp_path: Any, *argv: str) -> Iterator[int]:
-    """Run ``python -m aioaccess ARGV --port P`` until the block ends; SIGTERM must exit 0."""
-    port = unused_port()
-    log = os.fspath(tmp_path / f"server-{port}.log")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "aioaccess", *argv, "--port", str(port)],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_for_port(proc, port, log)
-        yield port
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, open(log, encoding="utf-8", errors="replace").read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(params=["directory", pytest.param("redis", marks=pytest.mark.redis),
@@ -84,11 +46,11 @@ def backend_spec(request: pytest.FixtureRequest, tmp_path: Any) -> list[str]:
 def test_store_then_fetch_through_the_cli(tmp_path: Any, backend_spec: list[str]) -> None:
     comms = concrete_comms(N, prefix=f"cli-{uuid.uuid4().hex[:6]}")
     expected = {c.id: write_communication_to_buffer(c) for c in comms}
-    with cli_server(tmp_path, "store-server", *backend_spec) as port:
+    with aioaccess_server(tmp_path, "store-server", *backend_spec) as port:
         with StoreCommunicationClientWrapper("127.0.0.1", port) as client:
             for comm in comms:
                 client.store(comm)
-    with cli_server(tmp_path, "fetch-server", *backend_spec) as port:
+    with aioaccess_server(tmp_path, "fetch-server", *backend_spec) as port:
         with FetchCommunicationClientWrapper("127.0.0.1", port) as client:
             ids = list(expected)
             result = client.fetch(FetchRequest(communicationIds=[*reversed(ids), "absent"]))
@@ -150,8 +112,8 @@ def test_unreachable_fetch_upstream() -> None:
 
 
 def test_fetch_source_relays_another_aioaccess_server(tmp_path: Any, comm_dir: str, cp_comms: list[Any]) -> None:
-    with cli_server(tmp_path, "fetch-server", comm_dir) as upstream:
-        with cli_server(tmp_path, "fetch-server", f"fetch://127.0.0.1:{upstream}") as port:
+    with aioaccess_server(tmp_path, "fetch-server", comm_dir) as upstream:
+        with aioaccess_server(tmp_path, "fetch-server", f"fetch://127.0.0.1:{upstream}") as port:
             with FetchCommunicationClientWrapper("127.0.0.1", port) as client:
                 result = client.fetch(FetchRequest(communicationIds=[cp_comms[2].id, cp_comms[7].id]))
                 assert [write_communication_to_buffer(c) for c in result.communications] == \
@@ -169,7 +131,7 @@ def test_file_sources_are_detected_by_content(tmp_path: Any, kind: str) -> None:
     with writer:
         for comm in comms:
             writer.write(comm, f"{comm.id}.comm")
-    with cli_server(tmp_path, "fetch-server", path) as port:
+    with aioaccess_server(tmp_path, "fetch-server", path) as port:
         with FetchCommunicationClientWrapper("127.0.0.1", port) as client:
             assert client.getCommunicationIDs(0, 10) == [c.id for c in comms]
             result = client.fetch(FetchRequest(communicationIds=[comms[1].id]))

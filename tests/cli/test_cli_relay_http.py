@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from _procs import aioaccess_server, server_process
 from concrete.access.ttypes import FetchRequest
 from concrete.services.ttypes import ServicesException
 from concrete.util import create_comm, write_communication_to_buffer
@@ -28,48 +24,10 @@ pytestmark = pytest.mark.interop
 CONCRETE_FETCH_SERVER = os.path.join(os.path.dirname(sys.executable), "fetch-server.py")
 
 
-def _wait_for_port(proc: subprocess.Popen[bytes], port: int, log: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            with open(log, encoding="utf-8", errors="replace") as f:
-                output = f.read()
-            raise AssertionError(f"server did not listen on {port} (exit {proc.poll()}):\n{output}")
-        time.sleep(0.05)
-
-
-@contextmanager
-def _process(tmp_path: Any, argv: list[str], port: int, *, clean_exit: bool = True) -> Iterator[int]:
-    log = os.fspath(tmp_path / f"server-{port}.log")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_for_port(proc, port, log)
-        yield port
-        proc.send_signal(signal.SIGTERM)
-        status = proc.wait(30)
-        if clean_exit:
-            assert status == 0, open(log, encoding="utf-8", errors="replace").read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def aioaccess(tmp_path: Any, *argv: str) -> Any:
-    port = unused_port()
-    return _process(tmp_path, [sys.executable, "-m", "aioaccess", *argv, "--port", str(port)], port)
-
-
 def concrete_fetch_server(tmp_path: Any, source: str) -> Any:
     port = unused_port()
     argv = [sys.executable, CONCRETE_FETCH_SERVER, "--host", "127.0.0.1", "-p", str(port), "-l", "warning", source]
-    return _process(tmp_path, argv, port, clean_exit=False)  # its threaded server dies on SIGTERM
+    return server_process(tmp_path, argv, port, clean_exit=False)  # its threaded server dies on SIGTERM
 
 
 def _stored(path: str, comm_id: str) -> bytes:
@@ -89,8 +47,8 @@ def test_relay_server_in_front_of_a_fetch_server(tmp_path: Any, comm_dir: str, c
                                                  upstream: str) -> None:
     ids = [c.id for c in cp_comms]
     serve = concrete_fetch_server(tmp_path, comm_dir) if upstream == "concrete-python" else \
-        aioaccess(tmp_path, "fetch-server", comm_dir)
-    with serve as upstream_port, aioaccess(tmp_path, "relay-server", "127.0.0.1", str(upstream_port),
+        aioaccess_server(tmp_path, "fetch-server", comm_dir)
+    with serve as upstream_port, aioaccess_server(tmp_path, "relay-server", "127.0.0.1", str(upstream_port),
                                            "--upstream-connections", "4") as relay_port:
         raws, count, listed = _fetch_through(relay_port, [*ids[::-1], "no-such-id"])
         direct = _fetch_through(upstream_port, [*ids[::-1], "no-such-id"])
@@ -102,12 +60,12 @@ def test_relay_server_in_front_of_a_fetch_server(tmp_path: Any, comm_dir: str, c
 def test_relay_server_reports_and_survives_a_missing_upstream(tmp_path: Any, comm_dir: str,
                                                               cp_comms: list[Any]) -> None:
     upstream_port = unused_port()
-    with aioaccess(tmp_path, "relay-server", "127.0.0.1", str(upstream_port), "--upstream-timeout", "5") as port:
+    with aioaccess_server(tmp_path, "relay-server", "127.0.0.1", str(upstream_port), "--upstream-timeout", "5") as port:
         with FetchCommunicationClientWrapper("127.0.0.1", port) as client, \
                 pytest.raises(ServicesException, match=f"127.0.0.1:{upstream_port} unavailable"):
             client.fetch(FetchRequest(communicationIds=["x"]))
         argv = [sys.executable, "-m", "aioaccess", "fetch-server", comm_dir, "--port", str(upstream_port)]
-        with _process(tmp_path, argv, upstream_port):
+        with server_process(tmp_path, argv, upstream_port):
             raws, count, _ = _fetch_through(port, [cp_comms[0].id])
     assert raws == [_stored(comm_dir, cp_comms[0].id)]
     assert count == len(cp_comms)
@@ -119,10 +77,10 @@ def test_http_server(tmp_path: Any, comm_dir: str, cp_comms: list[Any], store_di
     static = tmp_path / "static"
     static.mkdir()
     (static / "index.html").write_text("hello")
-    upstream = aioaccess(tmp_path, "fetch-server", comm_dir)
+    upstream = aioaccess_server(tmp_path, "fetch-server", comm_dir)
     with upstream as upstream_port:
         source = f"fetch://127.0.0.1:{upstream_port}" if via_relay else comm_dir
-        with aioaccess(tmp_path, "http-server", source, "--store-path", store_dir, "--static-path",
+        with aioaccess_server(tmp_path, "http-server", source, "--store-path", store_dir, "--static-path",
                        os.fspath(static), "--cors") as port:
             url = f"http://127.0.0.1:{port}"
             with HTTPFetchCommunicationClientWrapper(url + "/fetch_http_endpoint/") as client:
