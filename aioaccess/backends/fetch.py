@@ -10,7 +10,6 @@ from .. import codec
 from ..client.client import FetchCommunicationClient
 from ..client.connection import DEFAULT_TIMEOUT, ConnectionPool
 from ..exceptions import BackendUnavailable, ProtocolError
-from ._task import ensure_task
 from .base import CommunicationContainer
 
 __all__ = ["FetchBackedCommunicationContainer"]
@@ -42,7 +41,6 @@ class FetchBackedCommunicationContainer(CommunicationContainer):
         self.client = FetchCommunicationClient(self.pool)
 
     async def _call(self, awaitable: Awaitable[T], what: str) -> T:
-        await ensure_task()
         try:
             return await awaitable
         except (ConnectionError, TimeoutError, OSError, ProtocolError) as exc:

@@ -21,7 +21,6 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from ..exceptions import BackendUnavailable
-from ._task import ensure_task
 from .base import CommunicationContainer
 
 __all__ = [
@@ -57,7 +56,6 @@ def make_redis_client(url: str, *, socket_timeout: float = 5.0, connect_timeout:
 
 async def redis_call(awaitable: Awaitable[T], what: str, timeout: float | None) -> T:
     """Await a Redis command; failures and overruns become BackendUnavailable."""
-    await ensure_task()
     try:
         async with asyncio.timeout(timeout):
             return await awaitable

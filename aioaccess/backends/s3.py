@@ -22,7 +22,6 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..exceptions import BackendUnavailable
-from ._task import ensure_task
 from .base import CommunicationContainer
 
 __all__ = [
@@ -121,7 +120,6 @@ def _error_code(exc: ClientError) -> str:
 
 async def s3_call(awaitable: Awaitable[T], what: str, timeout: float | None) -> T:
     """Await an S3 request; failures and overruns become BackendUnavailable (ClientError 404s pass through)."""
-    await ensure_task()
     try:
         async with asyncio.timeout(timeout):
             return await awaitable
@@ -172,7 +170,6 @@ class S3BackedCommunicationContainer(CommunicationContainer):
                 return None
 
     async def _get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
-        await ensure_task()
         unique = list(dict.fromkeys(ids))
         if len(unique) == 1:
             raw = await self._get_one(unique[0])
