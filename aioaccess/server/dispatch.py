@@ -25,6 +25,7 @@ from ..wire.messages import (
     MessageHeader,
     build_application_exception,
     build_fetch_reply,
+    build_fetch_reply_parts,
     build_message,
     parse_fetch_call,
     parse_fetch_request_ids,
@@ -87,15 +88,18 @@ class Processor:
         if store is not None and hasattr(handler, "store_raw"):
             store.fast = self._store_raw
 
-    async def process(self, msg: bytes) -> bytes | None:
-        """Answer one message; None for oneway calls.  ProtocolError: close the connection."""
+    async def process(self, msg: bytes) -> bytes | list[bytes] | None:
+        """Answer one message; None for oneway calls.  ProtocolError: close the connection.
+
+        A large fetch reply comes as a list of buffers, to be written in order (``writelines``).
+        """
         if self._fetch_now and self.observer is None:
             # The hot path: a plain fetch CALL, parsed in one pass, no header object, no timing.
             call = parse_fetch_call(msg)
             if call is not None:
                 seqid, ids = call
                 try:
-                    return build_fetch_reply(seqid, await self.handler.fetch_raw(ids), self.max_reply_size)
+                    return build_fetch_reply_parts(seqid, await self.handler.fetch_raw(ids), self.max_reply_size)
                 except Exception as exc:
                     return self._failed(self.methods["fetch"], MessageHeader("fetch", CALL, seqid, 0), exc)[1]
         header = parse_header(msg)

@@ -304,7 +304,10 @@ class FramedProtocol(asyncio.Protocol):
         self.last_frame_at = self.loop.time()
         self._run()
 
-    def _reply(self, reply: bytes | None) -> None:
+    def _reply(self, reply: bytes | list[bytes] | None) -> None:
         self.state.total_requests += 1
         if reply is not None and self.transport is not None:
-            self.transport.write(reply)
+            if type(reply) is list:
+                self.transport.writelines(reply)  # a large fetch reply: stored bytes, not joined (writev)
+            else:
+                self.transport.write(reply)  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ __all__ = [
     "encode_varint",
     "parse_application_exception",
     "build_fetch_reply",
+    "build_fetch_reply_parts",
     "build_message",
     "parse_fetch_call",
     "parse_fetch_request_ids",
@@ -154,6 +155,26 @@ def build_fetch_reply(seqid: int, comms: Sequence[bytes], max_size: int = DEFAUL
     if size > max_size:
         raise ReplyTooLarge(size, max_size)
     return b"".join((size.to_bytes(4, "big"), head, *comms, _FETCH_REPLY_END))
+
+
+def build_fetch_reply_parts(seqid: int, comms: Sequence[bytes], max_size: int = DEFAULT_MAX_REPLY_SIZE,
+                            join_below: int = 256 * 1024) -> bytes | list[bytes]:
+    """The reply of :func:`build_fetch_reply`, as buffers to write in order when it is large.
+
+    A reply of ``join_below`` bytes or more is returned as ``[frame head, *comms, tail]`` so a
+    transport's ``writelines`` (``writev``) sends the stored bytes without joining them first;
+    a smaller one is joined, as by :func:`build_fetch_reply`.
+    """
+    n = len(comms)
+    total = sum(map(len, comms))
+    if total < join_below:
+        return build_fetch_reply(seqid, comms, max_size)
+    head = _FETCH_REPLY_START + (bytes((seqid,)) if 0 <= seqid < 0x80 else encode_varint(seqid & 0xFFFFFFFF))
+    head += _FETCH_REPLY_NAME + (_STRUCT_LIST_HEADERS[n] if n < 15 else _list_header(n, 12))
+    size = len(head) + total + 2
+    if size > max_size and n > 1:
+        raise ReplyTooLarge(size, max_size)
+    return [size.to_bytes(4, "big") + head, *comms, _FETCH_REPLY_END]
 
 
 # A compact CALL of "fetch": protocol id, CALL|version, varint seqid, name, then

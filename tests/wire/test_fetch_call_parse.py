@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from concrete.access import FetchCommunicationService as CpFetchService
 from concrete.access.ttypes import FetchRequest as CpFetchRequest
@@ -14,6 +16,7 @@ from aioaccess.exceptions import ProtocolError
 from aioaccess.wire.messages import (
     REPLY,
     build_fetch_reply,
+    build_fetch_reply_parts,
     build_message,
     parse_fetch_call,
     parse_fetch_request_ids,
@@ -91,3 +94,36 @@ def test_fetch_reply_frame_is_consistent(seqid: int, n: int) -> None:
     header = parse_header(framed[4:])
     assert (header.name, header.mtype, header.seqid) == ("fetch", REPLY, seqid)
     assert framed.endswith(b"".join(comms) + b"\x00\x00")
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 15, 20])
+@pytest.mark.parametrize("join_below", [0, 10, 1 << 30])
+def test_fetch_reply_parts_write_the_same_bytes(n: int, join_below: int) -> None:
+    comms = [bytes([0x18, 0x01, 0x41 + i % 26, 0x00]) * 1 for i in range(n)]
+    parts = build_fetch_reply_parts(300, comms, join_below=join_below)
+    joined = b"".join(parts) if isinstance(parts, list) else parts
+    assert joined == build_fetch_reply(300, comms)
+    assert isinstance(parts, bytes) == (4 * n < join_below)
+
+
+@pytest.mark.interop
+async def test_large_fetch_reply_written_in_parts_reaches_concrete_python() -> None:
+    """Over 256 KB of Communications go out with writelines; concrete-python reads them byte for byte."""
+    from concrete.util import create_comm
+    from concrete.util import write_communication_to_buffer as cp_write
+    from concrete.util.access_wrapper import FetchCommunicationClientWrapper as CpFetchClientWrapper
+
+    from aioaccess.handlers import CommunicationContainerFetchHandler
+    from aioaccess.server.wrappers import FetchCommunicationServiceWrapper
+
+    raws = {f"big-{i}": cp_write(create_comm(f"big-{i}", f"sentence {i} " * 9000)) for i in range(4)}
+    assert sum(map(len, raws.values())) > 256 * 1024
+    ids = ["big-2", "big-0", "nope", "big-3", "big-1"]
+
+    def fetch(port: int) -> list[bytes]:
+        with CpFetchClientWrapper("127.0.0.1", port) as client:
+            return [cp_write(c) for c in client.fetch(CpFetchRequest(communicationIds=ids)).communications]
+
+    async with FetchCommunicationServiceWrapper(CommunicationContainerFetchHandler(raws)).serving() as listener:
+        got = await asyncio.to_thread(fetch, listener.bound_port)
+    assert got == [raws[i] for i in ids if i in raws]
