@@ -42,16 +42,21 @@ def make_redis_client(url: str, *, socket_timeout: float = 5.0, connect_timeout:
                       retries: int = 1, max_connections: int | None = 64, **options: Any) -> aioredis.Redis:
     """A ``redis.asyncio.Redis`` for ``url`` with bounded timeouts and few, quick retries.
 
-    The caller owns it: ``await client.aclose()`` (or ``async with``).
+    Its pool is a ``BlockingConnectionPool``: when all ``max_connections`` are
+    busy a command waits for one (bounded by the caller's timeout) instead of
+    failing with "Too many connections".  The caller owns the client, and the
+    client its pool: ``await client.aclose()`` (or ``async with``).
     """
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
         socket_timeout=socket_timeout,
         socket_connect_timeout=connect_timeout,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
-        max_connections=max_connections,
+        max_connections=max_connections or 64,
+        timeout=None,  # redis_call's deadline bounds the wait
         **options,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 async def redis_call(awaitable: Awaitable[T], what: str, timeout: float | None) -> T:
