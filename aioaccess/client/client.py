@@ -25,6 +25,7 @@ from ..wire.messages import (
     build_message,
     parse_application_exception,
     parse_header,
+    read_varint,
 )
 from .connection import DEFAULT_TIMEOUT, Connection, ConnectionPool, PoolTimeout
 
@@ -150,7 +151,7 @@ def _split_fetch_result(reply: bytes, offset: int) -> list[bytes]:
     pos += 2
     n, etype = head >> 4, head & 0x0F
     if n == 15:
-        n, pos = _read_varint(reply, pos)
+        n, pos = read_varint(reply, pos)
     if etype != 12:
         raise ProtocolError("FetchResult.communications is not a list of structs")
     if n > len(reply) - pos:
@@ -161,17 +162,6 @@ def _split_fetch_result(reply: bytes, offset: int) -> list[bytes]:
         out.append(reply[pos:end])
         pos = end
     return out
-
-
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
 
 
 class StoreCommunicationClient(ConcreteServiceClient):

@@ -22,6 +22,7 @@ __all__ = [
     "MessageHeader",
     "build_application_exception",
     "encode_varint",
+    "read_varint",
     "parse_application_exception",
     "build_fetch_reply",
     "build_fetch_reply_parts",
@@ -42,12 +43,13 @@ _MAX_NAME = 256
 DEFAULT_MAX_REPLY_SIZE = 1 << 30
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """Read an unsigned varint (at most 5 bytes) at ``pos``; return (value, next position)."""
     result = shift = 0
     end = len(buf)
     while True:
         if pos >= end:
-            raise ProtocolError("truncated varint in message header")
+            raise ProtocolError("truncated varint")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
@@ -55,7 +57,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             return result, pos
         shift += 7
         if shift >= 35:
-            raise ProtocolError("varint too long in message header")
+            raise ProtocolError("varint longer than 5 bytes")
 
 
 def encode_varint(n: int) -> bytes:
@@ -91,10 +93,10 @@ def parse_header(msg: bytes) -> MessageHeader:
     if msg[1] & 0x1F != VERSION:
         raise ProtocolError(f"bad compact protocol version {msg[1] & 0x1F}")
     mtype = (msg[1] >> 5) & 0x07
-    seqid, pos = _varint(msg, 2)
+    seqid, pos = read_varint(msg, 2)
     if seqid >= 2**31:
         seqid -= 2**32
-    size, pos = _varint(msg, pos)
+    size, pos = read_varint(msg, pos)
     if size > _MAX_NAME or pos + size > len(msg):
         raise ProtocolError(f"method name length {size} is out of bounds")
     try:
@@ -192,7 +194,7 @@ def parse_fetch_call(msg: bytes) -> tuple[int, list[str]] | None:
     if m is None:
         return None
     raw = m.group(1)
-    seqid = raw[0] if len(raw) == 1 else _varint(raw, 0)[0]
+    seqid = raw[0] if len(raw) == 1 else read_varint(raw, 0)[0]
     if seqid >= 2**31:
         seqid -= 2**32
     pos = m.end()
@@ -228,7 +230,7 @@ def _read_field_header(buf: bytes, pos: int, last: int) -> tuple[int, int, int]:
         return 0, 0, pos + 1
     if head >> 4:
         return ctype, last + (head >> 4), pos + 1
-    raw, pos = _varint(buf, pos + 1)
+    raw, pos = read_varint(buf, pos + 1)
     return ctype, (raw >> 1) ^ -(raw & 1), pos
 
 
@@ -255,12 +257,12 @@ def parse_fetch_request_ids(msg: bytes, offset: int) -> list[str] | None:
             pos += 1
             n, etype = head >> 4, head & 0x0F
             if n == 15:
-                n, pos = _varint(msg, pos)
+                n, pos = read_varint(msg, pos)
             if etype != 8 or n > len(msg) - pos:
                 return None
             ids = []
             for _ in range(n):
-                size, pos = _varint(msg, pos)
+                size, pos = read_varint(msg, pos)
                 if pos + size > len(msg):
                     raise ProtocolError("truncated Communication id")
                 try:
@@ -269,7 +271,7 @@ def parse_fetch_request_ids(msg: bytes, offset: int) -> list[str] | None:
                     raise ProtocolError("Communication id is not valid UTF-8") from exc
                 pos += size
         elif last == 2 and ctype == 8:
-            size, pos = _varint(msg, pos)
+            size, pos = read_varint(msg, pos)
             pos += size
             if pos > len(msg):
                 raise ProtocolError("truncated FetchRequest.auths")
@@ -317,11 +319,11 @@ def parse_application_exception(msg: bytes, offset: int) -> tuple[int, str]:
         if ctype == 0:
             return kind, text
         if last == 1 and ctype == 8:
-            size, pos = _varint(msg, pos)
+            size, pos = read_varint(msg, pos)
             text = msg[pos : pos + size].decode("utf-8", "replace")
             pos += size
         elif last == 2 and ctype == 5:
-            raw, pos = _varint(msg, pos)
+            raw, pos = read_varint(msg, pos)
             kind = (raw >> 1) ^ -(raw & 1)
         else:
             raise ProtocolError("unexpected field in TApplicationException")
