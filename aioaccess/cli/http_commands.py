@@ -7,7 +7,6 @@ import logging
 import os
 from contextlib import AsyncExitStack
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..handlers import CommunicationContainerFetchHandler
 from ..handlers.relay import DEFAULT_RELAY_TIMEOUT, RelayFetchHandler, RelayProcessor
@@ -18,7 +17,7 @@ from .errors import UsageError
 from .ops_commands import open_metrics, service_label, supervise
 from .options import add_server_options, server_config
 from .run import run, serve_until_signalled
-from .sources import add_backend_options, open_source, open_target
+from .sources import add_backend_options, open_source, open_target, parse_fetch_url
 
 __all__ = ["register"]
 
@@ -124,14 +123,7 @@ def http_server(args: argparse.Namespace) -> int:
 
 async def _open_fetch_handler(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> Any:
     if spec.startswith("fetch://"):
-        parts = urlsplit(spec)
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if not parts.hostname or port is None:
-            raise UsageError(f"bad fetch source {spec!r}: expected fetch://HOST:PORT")
-        handler = _relay_handler(parts.hostname, port, args)
+        handler = _relay_handler(*parse_fetch_url(spec), args)
         stack.push_async_callback(handler.aclose)
         await _check_upstream(handler)
         return handler

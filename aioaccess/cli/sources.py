@@ -26,7 +26,7 @@ from ..exceptions import AioaccessError, BackendUnavailable
 from ..handlers import DirectoryBackedStoreHandler
 from .errors import UsageError
 
-__all__ = ["add_backend_options", "open_source", "open_target", "sample_path"]
+__all__ = ["add_backend_options", "open_source", "open_target", "parse_fetch_url", "sample_path"]
 
 Opener = Callable[[str, argparse.Namespace, AsyncExitStack], Awaitable[Any]]
 
@@ -174,9 +174,8 @@ async def _s3_target(spec: str, args: argparse.Namespace, stack: AsyncExitStack)
 
 
 # -- fetch://HOST:PORT -----------------------------------------------------
-async def _fetch_source(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> CommunicationContainer:
-    from ..backends.fetch import FetchBackedCommunicationContainer
-
+def parse_fetch_url(spec: str) -> tuple[str, int]:
+    """(host, port) of ``fetch://HOST:PORT``; UsageError for anything else."""
     parts = urlsplit(spec)
     try:
         port = parts.port
@@ -184,15 +183,22 @@ async def _fetch_source(spec: str, args: argparse.Namespace, stack: AsyncExitSta
         port = None
     if not parts.hostname or port is None:
         raise UsageError(f"bad fetch source {spec!r}: expected fetch://HOST:PORT")
-    container = FetchBackedCommunicationContainer(parts.hostname, port, max_connections=args.backend_concurrency,
+    return parts.hostname, port
+
+
+async def _fetch_source(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> CommunicationContainer:
+    from ..backends.fetch import FetchBackedCommunicationContainer
+
+    host, port = parse_fetch_url(spec)
+    container = FetchBackedCommunicationContainer(host, port, max_connections=args.backend_concurrency,
                                                   timeout=args.backend_timeout)
     stack.push_async_callback(container.aclose)
     try:
         await container.count()
     except BackendUnavailable as exc:
-        raise UsageError(f"cannot reach the fetch service at {parts.hostname}:{port}: {exc.reason}") from exc
+        raise UsageError(f"cannot reach the fetch service at {host}:{port}: {exc.reason}") from exc
     except Exception as exc:  # it answered, but not as a FetchCommunicationService
-        raise UsageError(f"{parts.hostname}:{port} is not a usable fetch service: {exc}") from exc
+        raise UsageError(f"{host}:{port} is not a usable fetch service: {exc}") from exc
     return container
 
 
