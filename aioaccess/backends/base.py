@@ -41,6 +41,11 @@ class CommunicationContainer(abc.ABC):
     #: client library that needs ``current_task()``); lets the server answer
     #: calls that never wait without creating a Task.
     INLINE_SAFE: ClassVar[bool] = False
+    #: A dict of id -> checked compact bytes that the container keeps current for as
+    #: long as it lives (the same object throughout; it may be empty, and need not hold
+    #: every id).  The server answers a fetch of ids that are all in it without calling
+    #: the container; anything else goes through :meth:`get_raw_many`.  None: no such dict.
+    raw_table: dict[str, bytes] | None = None
 
     # -- what a backend implements -------------------------------------
     @abc.abstractmethod

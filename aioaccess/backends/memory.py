@@ -132,6 +132,7 @@ class MemoryBackedCommunicationContainer(CommunicationContainer):
         if size > max_file_size:
             raise FileTooLarge(self.communications_file, size, max_file_size)
         self.comm_id_to_raw: dict[str, bytes] | None = None
+        self.raw_table: dict[str, bytes] = {}  # filled by load(); then the same dict as comm_id_to_raw
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -150,7 +151,8 @@ class MemoryBackedCommunicationContainer(CommunicationContainer):
             if self.comm_id_to_raw is None:
                 comms = await asyncio.to_thread(load_communications, self.communications_file, self.max_file_size)
                 logger.info("Loaded %d Communications from %s", len(comms), self.communications_file)
-                self.comm_id_to_raw = comms
+                self.raw_table.update(comms)
+                self.comm_id_to_raw = self.raw_table
         return self.comm_id_to_raw
 
     async def __aenter__(self) -> Any:

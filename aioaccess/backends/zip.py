@@ -42,6 +42,7 @@ class ZipFileBackedCommunicationContainer(CommunicationContainer):
                  cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.cache_bytes = cache_bytes
         self._cache: dict[str, bytes] = {}  # checked members, oldest first, up to cache_bytes
+        self.raw_table = self._cache  # the zip is read once at open, as in concrete-python: never stale
         self._cached_bytes = 0
         self.zipfile_path = os.fspath(zipfile_path)
         self.comm_extensions = tuple(comm_extensions)

@@ -2846,6 +2846,138 @@ py_to_tjson(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     return pair(w_finish(&w), end);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The server's fetch fast path                                              */
+/* ------------------------------------------------------------------------ */
+
+PyDoc_STRVAR(fetch_reply_now_doc,
+"fetch_reply_now(data, table, max_reply_size, join_below) -> bytes | None\n\n"
+"The framed reply to *data* when *data* is exactly one framed compact\n"
+"``fetch`` CALL in the usual layout (fewer than 15 ids, each under 128\n"
+"bytes, no other FetchRequest field) and every id is a key of the dict\n"
+"*table* (id -> compact bytes).  None for anything else, so the caller\n"
+"answers it the general way: a missing id, a reply of several\n"
+"Communications over *max_reply_size* bytes, one of *join_below* bytes or\n"
+"more (better written without joining), or any other message.  The reply\n"
+"is byte-identical to aioaccess.wire.messages.build_fetch_reply's.");
+
+static PyObject *
+py_fetch_reply_now(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "fetch_reply_now() takes 4 arguments");
+        return NULL;
+    }
+    PyObject *data = args[0], *table = args[1];
+    Py_ssize_t max_size = PyLong_AsSsize_t(args[2]);
+    if (max_size == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t join_below = PyLong_AsSsize_t(args[3]);
+    if (join_below == -1 && PyErr_Occurred())
+        return NULL;
+    if (!PyBytes_CheckExact(data) || !PyDict_CheckExact(table))
+        Py_RETURN_NONE;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t len = PyBytes_GET_SIZE(data);
+    /* one whole frame: 4-byte big-endian length, then exactly that many bytes */
+    if (len < 4 + 12)
+        Py_RETURN_NONE;
+    uint32_t flen = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+    if ((Py_ssize_t)flen != len - 4)
+        Py_RETURN_NONE;
+    const unsigned char *q = p + 4, *end = p + len;
+    /* compact CALL (0x82 0x21), varint seqid (at most 5 bytes, < 2**32) */
+    if (q[0] != 0x82 || q[1] != 0x21)
+        Py_RETURN_NONE;
+    q += 2;
+    uint64_t seqid = 0;
+    int shift = 0;
+    for (;;) {
+        if (q >= end || shift > 28)
+            Py_RETURN_NONE;
+        unsigned char c = *q++;
+        seqid |= (uint64_t)(c & 0x7F) << shift;
+        if (!(c & 0x80))
+            break;
+        shift += 7;
+    }
+    if (seqid > 0xFFFFFFFFu)
+        Py_RETURN_NONE;
+    /* "fetch", fetch_args field 1 (struct), FetchRequest field 1 (list<string>, n < 15) */
+    if (end - q < 10 || memcmp(q, "\x05" "fetch" "\x1c\x19", 8) != 0)
+        Py_RETURN_NONE;
+    q += 8;
+    unsigned char head = *q++;
+    if ((head & 0x0F) != 8 || head >= 0xF0)
+        Py_RETURN_NONE;
+    int n = head >> 4;
+    PyObject *comms[14];
+    Py_ssize_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if (q >= end || *q >= 0x80 || end - q - 1 < *q)
+            Py_RETURN_NONE;
+        Py_ssize_t size = *q++;
+        PyObject *key = PyUnicode_DecodeUTF8((const char *)q, size, NULL);
+        if (key == NULL) {
+            PyErr_Clear(); /* not UTF-8: the general path reports it */
+            Py_RETURN_NONE;
+        }
+        q += size;
+        PyObject *value = PyDict_GetItemWithError(table, key); /* borrowed */
+        Py_DECREF(key);
+        if (value == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        if (!PyBytes_CheckExact(value))
+            Py_RETURN_NONE;
+        comms[i] = value;
+        total += PyBytes_GET_SIZE(value);
+    }
+    /* end of FetchRequest, end of fetch_args, end of message */
+    if (end - q != 2 || q[0] != 0 || q[1] != 0)
+        Py_RETURN_NONE;
+    if (total >= join_below)
+        Py_RETURN_NONE;
+    unsigned char rhead[32];
+    Py_ssize_t h = 0;
+    rhead[h++] = 0x82;
+    rhead[h++] = 0x41; /* REPLY */
+    uint64_t v = seqid;
+    while (v >= 0x80) {
+        rhead[h++] = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    rhead[h++] = (unsigned char)v;
+    /* name; success: field 0 (long form: 0x0c, zigzag 0), a struct; FetchResult field 1, a list */
+    memcpy(rhead + h, "\x05" "fetch" "\x0c\x00\x19", 9);
+    h += 9;
+    rhead[h++] = (unsigned char)((n << 4) | 12);
+    Py_ssize_t size = h + total + 2;
+    if (n > 1 && size > max_size)
+        Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 4 + size);
+    if (out == NULL)
+        return NULL;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+    o[0] = (unsigned char)(size >> 24);
+    o[1] = (unsigned char)(size >> 16);
+    o[2] = (unsigned char)(size >> 8);
+    o[3] = (unsigned char)size;
+    o += 4;
+    memcpy(o, rhead, h);
+    o += h;
+    for (int i = 0; i < n; i++) {
+        Py_ssize_t k = PyBytes_GET_SIZE(comms[i]);
+        memcpy(o, PyBytes_AS_STRING(comms[i]), k);
+        o += k;
+    }
+    o[0] = 0;
+    o[1] = 0;
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"decode", (PyCFunction)(void (*)(void))py_decode, METH_FASTCALL | METH_KEYWORDS,
      decode_doc},
@@ -2856,6 +2988,8 @@ static PyMethodDef methods[] = {
      METH_FASTCALL | METH_KEYWORDS, read_string_field_doc},
     {"to_tjson", (PyCFunction)(void (*)(void))py_to_tjson, METH_FASTCALL | METH_KEYWORDS,
      to_tjson_doc},
+    {"fetch_reply_now", (PyCFunction)(void (*)(void))py_fetch_reply_now, METH_FASTCALL,
+     fetch_reply_now_doc},
     {NULL, NULL, 0, NULL}
 };
 

@@ -1,7 +1,9 @@
 """One framed connection: read frames, answer them in order, time out idle peers.
 
-A call to an ``inline_safe`` handler (an in-memory or page-cached container)
-that finishes without suspending is answered straight from ``data_received``;
+A read that is exactly one ``fetch`` call of ids all in the processor's
+``fetch_table`` is answered at once, in C when the codec is compiled.  A call
+to an ``inline_safe`` handler (an in-memory or page-cached container) that
+finishes without suspending is answered straight from ``data_received``;
 only a call that really waits on I/O gets a Task.  Every call to any other
 handler runs in a Task, so ``asyncio.timeout`` and client libraries work.
 """
@@ -22,9 +24,10 @@ try:
 except ImportError:  # not POSIX
     fcntl = termios = None  # type: ignore[assignment]
 
+from ..codec import fetch_reply_now
 from ..exceptions import ProtocolError
 from ..wire.framing import FrameDecoder
-from ..wire.messages import build_application_exception, parse_header
+from ..wire.messages import WRITEV_FROM, build_application_exception, parse_header
 
 if TYPE_CHECKING:
     from .dispatch import Processor
@@ -98,6 +101,8 @@ class FramedProtocol(asyncio.Protocol):
         self.idle_handle: asyncio.TimerHandle | None = None
         self.write_paused = False
         self.task: asyncio.Task[None] | None = None
+        self.fetch_table = processor.fetch_table
+        self.max_reply_size = processor.max_reply_size
 
     # -- connection lifecycle -------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -195,6 +200,15 @@ class FramedProtocol(asyncio.Protocol):
 
     # -- requests ---------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        table = self.fetch_table
+        if table is not None and not (self.busy or self.pending or self.held or self.closing or self.refused
+                                      or self.write_paused) and self.transport is not None:
+            reply = fetch_reply_now(data, table, self.max_reply_size, WRITEV_FROM)
+            if reply is not None:  # the usual call: answered without a frame object or a coroutine
+                self.state.total_requests += 1
+                self.last_frame_at = self.loop.time()
+                self.transport.write(reply)
+                return
         try:
             frames = self.decoder.feed(data)
         except ProtocolError as exc:

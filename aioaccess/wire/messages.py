@@ -19,6 +19,7 @@ __all__ = [
     "EXCEPTION",
     "ONEWAY",
     "REPLY",
+    "WRITEV_FROM",
     "MessageHeader",
     "build_application_exception",
     "encode_varint",
@@ -159,8 +160,12 @@ def build_fetch_reply(seqid: int, comms: Sequence[bytes], max_size: int = DEFAUL
     return b"".join((size.to_bytes(4, "big"), head, *comms, _FETCH_REPLY_END))
 
 
+#: Fetch replies with this many Communication bytes or more are written as buffers, not joined.
+WRITEV_FROM = 256 * 1024
+
+
 def build_fetch_reply_parts(seqid: int, comms: Sequence[bytes], max_size: int = DEFAULT_MAX_REPLY_SIZE,
-                            join_below: int = 256 * 1024) -> bytes | list[bytes]:
+                            join_below: int = WRITEV_FROM) -> bytes | list[bytes]:
     """The reply of :func:`build_fetch_reply`, as buffers to write in order when it is large.
 
     A reply of ``join_below`` bytes or more is returned as ``[frame head, *comms, tail]`` so a
