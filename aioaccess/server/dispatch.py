@@ -86,8 +86,7 @@ class Processor:
         self._fetch_now = fetch is not None and fetch.fast is not None
         #: id -> compact bytes kept current by the handler's container: a fetch of ids all
         #: in it is answered from it by the connection, without calling the handler.
-        self.fetch_table: dict[str, bytes] | None = (
-            getattr(handler, "raw_table", None) if self._fetch_now and observer is None else None)
+        self.fetch_table: dict[str, bytes] | None = getattr(handler, "raw_table", None) if self._fetch_now else None
         store = self.methods.get("store")
         if store is not None and hasattr(handler, "store_raw"):
             store.fast = self._store_raw

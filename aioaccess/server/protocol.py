@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 import types
 from collections import deque
 from collections.abc import Coroutine, Generator
@@ -103,6 +104,7 @@ class FramedProtocol(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.fetch_table = processor.fetch_table
         self.max_reply_size = processor.max_reply_size
+        self.observer = processor.observer
 
     # -- connection lifecycle -------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -203,7 +205,13 @@ class FramedProtocol(asyncio.Protocol):
         table = self.fetch_table
         if table is not None and not (self.busy or self.pending or self.held or self.closing or self.refused
                                       or self.write_paused) and self.transport is not None:
-            reply = fetch_reply_now(data, table, self.max_reply_size, WRITEV_FROM)
+            if self.observer is None:
+                reply = fetch_reply_now(data, table, self.max_reply_size, WRITEV_FROM)
+            else:
+                started = time.perf_counter()
+                reply = fetch_reply_now(data, table, self.max_reply_size, WRITEV_FROM)
+                if reply is not None:
+                    self.observer("fetch", "ok", time.perf_counter() - started, len(reply))
             if reply is not None:  # the usual call: answered without a frame object or a coroutine
                 self.state.total_requests += 1
                 self.last_frame_at = self.loop.time()

@@ -167,11 +167,21 @@ async def test_connection_answers_from_the_table_and_asks_the_handler_otherwise(
     assert proto.state.total_requests == 4
 
 
-async def test_no_table_while_calls_are_observed() -> None:
+async def test_calls_answered_from_the_table_are_observed() -> None:
     handler = TableHandler(dict(COMMS))
-    assert Processor(FetchCommunicationService, handler).fetch_table is handler.table
-    observed = Processor(FetchCommunicationService, handler, observer=lambda *a: None)
-    assert observed.fetch_table is None
+    seen: list[tuple[str, str, int]] = []
+    processor = Processor(FetchCommunicationService, handler,
+                          observer=lambda method, outcome, seconds, size: seen.append((method, outcome, size)))
+    assert processor.fetch_table is handler.table
+    proto = FramedProtocol(processor, ServerState(ServerConfig()))
+    transport = MockTransport(proto)
+    proto.connection_made(transport)
+    proto.data_received(cp_fetch_call(["fp-1"], 1))  # from the table
+    proto.data_received(cp_fetch_call(["fp-1", "nope"], 2))  # through the handler
+    assert handler.calls == [["fp-1", "nope"]]
+    replies = [build_fetch_reply(seqid, [COMMS["fp-1"]]) for seqid in (1, 2)]
+    assert seen == [("fetch", "ok", len(r)) for r in replies]
+    assert bytes(transport.out) == b"".join(replies)
 
 
 class MemoryDict(CommunicationContainer):
