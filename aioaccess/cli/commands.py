@@ -21,7 +21,7 @@ from ..schema import FetchCommunicationService, ServicesException, StoreCommunic
 from ..server import Processor, Server
 from .errors import UsageError
 from .ops_commands import HTTPFetchClient, open_metrics, service_label, supervise
-from .options import add_server_options, server_config
+from .options import add_server_options, processor_options, server_config
 from .run import run, serve_until_signalled
 from .sources import add_backend_options, open_source, open_target
 
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        ".tgz, .gz), redis://HOST:PORT/DB, s3://BUCKET, fetch://HOST:PORT, or 'sample' for the "
                        "corpus shipped with aioaccess.")
     p.add_argument("source", metavar="SOURCE")
-    add_server_options(p)
+    add_server_options(p, fetch_replies=True)
     add_backend_options(p)
     p.set_defaults(func=fetch_server)
 
@@ -76,7 +76,8 @@ async def _serve(args: argparse.Namespace, service: object, open_handler: object
         server = Server(config)
         metrics = await open_metrics(args, server, stack)
         observer = metrics.observer(service_label(service)) if metrics is not None else None
-        server.add_service(Processor(service, handler, observer=observer), args.host, args.port)
+        server.add_service(Processor(service, handler, observer=observer, **processor_options(args)), args.host,
+                           args.port)
         try:
             return await serve_until_signalled(server)
         except OSError as exc:

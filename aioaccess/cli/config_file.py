@@ -4,7 +4,12 @@ The format (every key but ``kind``, ``port`` and the kind's SOURCE/TARGET is opt
 
     [server]                      # applies to every service of the process
     idle_timeout = 300.0          # seconds; 0 = never
-    max_frame_size = 1073741824   # bytes
+    max_frame_size = 67108864     # bytes: largest request frame
+    max_buffered_bytes = 1073741824   # bytes of unfinished request frames of all connections
+                                      # together; >= max_frame_size
+    max_reply_size = 1073741824   # fetch services: a reply of several Communications over
+                                  # this many bytes is a ServicesException; 1..2147483647
+                                  # (relays pass the upstream's replies on unchanged)
     max_connections = 10000
     graceful_timeout = 30.0       # seconds SIGTERM waits for in-flight calls
     backlog = 2048                # listen backlog
@@ -57,7 +62,9 @@ from typing import Any
 
 from ..server import ServerConfig
 from ..server.supervisor import is_worker
+from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
 from .errors import UsageError
+from .options import check_buffered_bytes, check_reply_size
 from .sources import add_backend_options
 
 __all__ = ["ConfigError", "ServeConfig", "ServiceSpec", "load_config", "parse_config"]
@@ -67,6 +74,8 @@ KINDS = ("fetch", "store", "relay", "http")
 _SERVER_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "idle_timeout": ((int, float), 300.0),
     "max_frame_size": (int, ServerConfig.max_frame_size),
+    "max_buffered_bytes": (int, ServerConfig.max_buffered_bytes),
+    "max_reply_size": (int, DEFAULT_MAX_REPLY_SIZE),
     "max_connections": (int, 10_000),
     "graceful_timeout": ((int, float), 30.0),
     "backlog": (int, 2048),
@@ -118,6 +127,8 @@ class ServeConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
     services: list[ServiceSpec] = field(default_factory=list)
+    #: ``max_reply_size`` of every fetch service's Processor.
+    max_reply_size: int = DEFAULT_MAX_REPLY_SIZE
 
     def service(self, name: str) -> ServiceSpec:
         return next(s for s in self.services if s.name == name)
@@ -145,7 +156,7 @@ def _check_type(where: str, key: str, value: Any, expected: type | tuple[type, .
     types = expected if isinstance(expected, tuple) else (expected,)
     if isinstance(value, bool) and bool not in types or not isinstance(value, types):
         names = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types if not (t is int and float in types))
-        raise ConfigError(f"{where}: {key} must be a {names}, not {value!r}")
+        raise ConfigError(f"{where}: {key} must be {'an' if names[0] in 'aeiou' else 'a'} {names}, not {value!r}")
 
 
 def parse_config(data: dict[str, Any], path: str = "CONFIG.toml") -> ServeConfig:
@@ -167,7 +178,13 @@ def parse_config(data: dict[str, Any], path: str = "CONFIG.toml") -> ServeConfig
         raise ConfigError(f"{path}: [server]: loop must be auto, asyncio or uvloop, not {opts['loop']!r}")
     if opts["workers"] < 1:
         raise ConfigError(f"{path}: [server]: workers must be >= 1, not {opts['workers']}")
-    config = ServerConfig(max_frame_size=opts["max_frame_size"], idle_timeout=float(opts["idle_timeout"]) or None,
+    problem = (check_buffered_bytes(opts["max_buffered_bytes"], opts["max_frame_size"], "max_buffered_bytes",
+                                    "max_frame_size")
+               or check_reply_size(opts["max_reply_size"], "max_reply_size"))
+    if problem is not None:
+        raise ConfigError(f"{path}: [server]: {problem}")
+    config = ServerConfig(max_frame_size=opts["max_frame_size"], max_buffered_bytes=opts["max_buffered_bytes"],
+                          idle_timeout=float(opts["idle_timeout"]) or None,
                           max_connections=opts["max_connections"], graceful_timeout=float(opts["graceful_timeout"]),
                           backlog=opts["backlog"], reuse_port=is_worker())
     try:
@@ -185,7 +202,8 @@ def parse_config(data: dict[str, Any], path: str = "CONFIG.toml") -> ServeConfig
     services = data.get("services")
     if not isinstance(services, list) or not services or not all(isinstance(s, dict) for s in services):
         raise ConfigError(f"{path}: needs at least one [[services]] table")
-    out = ServeConfig(path, config, opts["loop"], opts["workers"], opts["metrics_host"], opts["metrics_port"])
+    out = ServeConfig(path, config, opts["loop"], opts["workers"], opts["metrics_host"], opts["metrics_port"],
+                      max_reply_size=opts["max_reply_size"])
     for index, table in enumerate(services):
         out.services.append(_service(path, index, table, backend, backend_defaults))
     _check_cross(out)

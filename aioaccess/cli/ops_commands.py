@@ -431,8 +431,8 @@ async def _serve_all(config: ServeConfig, ops: argparse.Namespace) -> int:
             observer = metrics.observer(spec.name) if metrics is not None else None
             if spec.kind == "fetch":
                 handlers[spec.name] = handler = await fetch_handler(spec, spec.options["source"])
-                server.add_service(Processor(FetchCommunicationService, handler, observer=observer), spec.host,
-                                   spec.port)
+                server.add_service(Processor(FetchCommunicationService, handler, observer=observer,
+                                             max_reply_size=config.max_reply_size), spec.host, spec.port)
             elif spec.kind == "store":
                 handlers[spec.name] = handler = await open_target(spec.options["target"], spec.backend, stack)
                 server.add_service(Processor(StoreCommunicationService, handler, observer=observer), spec.host,

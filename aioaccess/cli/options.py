@@ -1,4 +1,9 @@
-"""Flags shared by every server command, and the ServerConfig they build."""
+"""Flags shared by every server command, and the ServerConfig they build.
+
+``--max-reply-size`` is only for commands whose Processor answers fetch from a
+container (fetch-server): a relay forwards the upstream's replies verbatim, so
+the limit would never apply there.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,19 @@ import argparse
 from ..server import ServerConfig
 from ..server.supervisor import is_worker
 from ..wire.framing import DEFAULT_MAX_FRAME_SIZE
+from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
 from .errors import UsageError
 
-__all__ = ["add_server_options", "server_config"]
+__all__ = ["MAX_REPLY_SIZE_LIMIT", "add_server_options", "check_buffered_bytes", "check_reply_size",
+           "processor_options", "server_config"]
+
+#: Largest reply frame a Thrift client can read: framed transports read the length as a signed int32.
+MAX_REPLY_SIZE_LIMIT = (1 << 31) - 1
 
 
-def add_server_options(parser: argparse.ArgumentParser, default_port: int = 9090) -> None:
+def add_server_options(parser: argparse.ArgumentParser, default_port: int = 9090, *,
+                       fetch_replies: bool = False) -> None:
+    """The server flags; ``fetch_replies``: also ``--max-reply-size`` (commands that answer fetch themselves)."""
     group = parser.add_argument_group("server options")
     group.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     group.add_argument("-p", "--port", type=int, default=default_port,
@@ -21,6 +33,15 @@ def add_server_options(parser: argparse.ArgumentParser, default_port: int = 9090
                        help="close a connection idle this many seconds; 0 never (default: 300)")
     group.add_argument("--max-frame-size", type=int, default=DEFAULT_MAX_FRAME_SIZE,
                        help=f"largest request frame in bytes (default: {DEFAULT_MAX_FRAME_SIZE})")
+    group.add_argument("--max-buffered-bytes", type=int, default=ServerConfig.max_buffered_bytes,
+                       help="bytes of unfinished request frames all connections may hold together; a connection "
+                       "whose partial frame would pass it is closed; must be >= --max-frame-size "
+                       f"(default: {ServerConfig.max_buffered_bytes})")
+    if fetch_replies:
+        group.add_argument("--max-reply-size", type=int, default=DEFAULT_MAX_REPLY_SIZE,
+                           help="a fetch of several Communications whose reply would pass this many bytes fails "
+                           "with ServicesException (a single Communication is always sent); at most "
+                           f"{MAX_REPLY_SIZE_LIMIT} (default: {DEFAULT_MAX_REPLY_SIZE})")
     group.add_argument("--max-connections", type=int, default=10_000,
                        help="refuse connections beyond this many (default: 10000)")
     group.add_argument("--graceful-timeout", type=float, default=30.0,
@@ -35,9 +56,44 @@ def add_server_options(parser: argparse.ArgumentParser, default_port: int = 9090
                        help="address of the metrics endpoint (default: 127.0.0.1)")
 
 
+def check_reply_size(value: int, name: str = "--max-reply-size") -> str | None:
+    """Why ``value`` cannot be a max_reply_size (the message names ``name``), or None."""
+    if not 1 <= value <= MAX_REPLY_SIZE_LIMIT:
+        return f"{name} must be 1..{MAX_REPLY_SIZE_LIMIT}, not {value}"
+    return None
+
+
+def check_buffered_bytes(value: int, max_frame_size: int, name: str = "--max-buffered-bytes",
+                         frame_name: str = "--max-frame-size") -> str | None:
+    """Why ``value`` cannot be a max_buffered_bytes next to ``max_frame_size``, or None.
+
+    The server never budgets less than one largest frame, so a smaller value would silently do
+    nothing: it is refused instead.
+    """
+    if value < 1:
+        return f"{name} must be >= 1, not {value}"
+    if value < max_frame_size:
+        return (f"{name} ({value}) is below {frame_name} ({max_frame_size}) and would have no effect; "
+                f"lower {frame_name} too")
+    return None
+
+
+def processor_options(args: argparse.Namespace) -> dict[str, int]:
+    """Keyword arguments for the command's Processor (``max_reply_size`` where the command has it)."""
+    value = getattr(args, "max_reply_size", None)
+    return {} if value is None else {"max_reply_size": value}
+
+
 def server_config(args: argparse.Namespace) -> ServerConfig:
+    """The checked ServerConfig of a server command's flags (UsageError naming the flag)."""
+    problem = check_buffered_bytes(args.max_buffered_bytes, args.max_frame_size)
+    if problem is None and getattr(args, "max_reply_size", None) is not None:
+        problem = check_reply_size(args.max_reply_size)
+    if problem is not None:
+        raise UsageError(problem)
     config = ServerConfig(
         max_frame_size=args.max_frame_size,
+        max_buffered_bytes=args.max_buffered_bytes,
         idle_timeout=args.idle_timeout or None,
         max_connections=args.max_connections,
         graceful_timeout=args.graceful_timeout,
