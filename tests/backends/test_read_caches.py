@@ -22,8 +22,10 @@ def _replace(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+# watch=False: stat confirms each cached read, so a change shows at once; while the tree is watched
+# it shows once the loop has handled the inotify event (test_directory_watch.py).
 async def test_directory_serves_a_replaced_file_at_once(comm_dir: str, cp_comms: list[Any]) -> None:
-    container = DirectoryBackedCommunicationContainer(comm_dir)
+    container = DirectoryBackedCommunicationContainer(comm_dir, watch=False)
     first = cp_comms[0]
     path = os.path.join(comm_dir, f"{first.id}.comm")
     assert await container.get_raw(first.id) == cp_write(first)
@@ -34,7 +36,7 @@ async def test_directory_serves_a_replaced_file_at_once(comm_dir: str, cp_comms:
 
 
 async def test_directory_checks_a_replaced_file_again(comm_dir: str, cp_comms: list[Any]) -> None:
-    container = DirectoryBackedCommunicationContainer(comm_dir)
+    container = DirectoryBackedCommunicationContainer(comm_dir, watch=False)
     first = cp_comms[0]
     await container.get_raw(first.id)
     _replace(os.path.join(comm_dir, f"{first.id}.comm"), cp_write(first)[:-7])
@@ -45,7 +47,7 @@ async def test_directory_checks_a_replaced_file_again(comm_dir: str, cp_comms: l
 
 
 async def test_directory_removed_file_is_missing(comm_dir: str, cp_comms: list[Any]) -> None:
-    container = DirectoryBackedCommunicationContainer(comm_dir)
+    container = DirectoryBackedCommunicationContainer(comm_dir, watch=False)
     first = cp_comms[0]
     await container.get_raw(first.id)
     os.remove(os.path.join(comm_dir, f"{first.id}.comm"))
