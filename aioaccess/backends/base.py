@@ -69,6 +69,10 @@ class CommunicationContainer(abc.ABC):
         return ids[offset:][:count]
 
     # -- public API ------------------------------------------------------
+    def current_raw_table(self) -> dict[str, bytes] | None:
+        """:attr:`raw_table`, made current for the running event loop (call it from the serving loop)."""
+        return self.raw_table
+
     async def get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
         """Compact bytes of each id found, checked; one backend round trip where possible."""
         found = await self._get_raw_many(ids)

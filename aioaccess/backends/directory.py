@@ -241,6 +241,17 @@ class DirectoryBackedCommunicationContainer(CommunicationContainer):
         self._wants_watch = self._decide_watch(watch)
 
     # -- reads -------------------------------------------------------------
+    def current_raw_table(self) -> dict[str, bytes]:
+        """:attr:`raw_table`, emptied and watched from the running loop if it was watched from another."""
+        if self._wants_watch:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return self.raw_table
+            if self._loop is not loop:
+                self._watch_on(loop)
+        return self.raw_table
+
     async def _get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
         if self._wants_watch and self._loop is not asyncio.get_running_loop():
             self._watch_on(asyncio.get_running_loop())

@@ -36,10 +36,11 @@ class CommunicationContainerFetchHandler:
 
     @property
     def raw_table(self) -> dict[str, bytes] | None:
-        """The container's ``raw_table``, unless a subclass changes what fetch answers."""
+        """The container's ``raw_table`` (current for the running loop), unless a subclass changes what fetch
+        answers."""
         if type(self).fetch_raw is not CommunicationContainerFetchHandler.fetch_raw:
             return None
-        return self.container.raw_table
+        return self.container.current_raw_table()
 
     @property
     def inline_safe(self) -> bool:

@@ -84,12 +84,17 @@ class Processor:
             fetch.fast = self._fetch_raw
         # fetch calls skip the generic path while nothing observes timings
         self._fetch_now = fetch is not None and fetch.fast is not None
-        #: id -> compact bytes kept current by the handler's container: a fetch of ids all
-        #: in it is answered from it by the connection, without calling the handler.
-        self.fetch_table: dict[str, bytes] | None = getattr(handler, "raw_table", None) if self._fetch_now else None
         store = self.methods.get("store")
         if store is not None and hasattr(handler, "store_raw"):
             store.fast = self._store_raw
+
+    def fetch_table(self) -> dict[str, bytes] | None:
+        """id -> compact bytes the handler's container keeps current (its ``raw_table``), or None.
+
+        A connection answers a fetch of ids all in it without calling the handler.  Ask
+        from the serving loop, once per connection: a container may tie the table to its loop.
+        """
+        return getattr(self.handler, "raw_table", None) if self._fetch_now else None
 
     async def process(self, msg: bytes) -> bytes | list[bytes] | None:
         """Answer one message; None for oneway calls.  ProtocolError: close the connection.

@@ -102,7 +102,7 @@ class FramedProtocol(asyncio.Protocol):
         self.idle_handle: asyncio.TimerHandle | None = None
         self.write_paused = False
         self.task: asyncio.Task[None] | None = None
-        self.fetch_table = processor.fetch_table
+        self.fetch_table = processor.fetch_table()
         self.max_reply_size = processor.max_reply_size
         self.observer = processor.observer
 

@@ -25,6 +25,7 @@ from thrift.transport.TSocket import TSocket
 
 from aioaccess import codec
 from aioaccess.backends.base import CommunicationContainer
+from aioaccess.backends.directory import DirectoryBackedCommunicationContainer
 from aioaccess.codec import compact
 from aioaccess.handlers.fetch import CommunicationContainerFetchHandler
 from aioaccess.schema import FetchCommunicationService, FetchRequest, FetchResult
@@ -172,7 +173,7 @@ async def test_calls_answered_from_the_table_are_observed() -> None:
     seen: list[tuple[str, str, int]] = []
     processor = Processor(FetchCommunicationService, handler,
                           observer=lambda method, outcome, seconds, size: seen.append((method, outcome, size)))
-    assert processor.fetch_table is handler.table
+    assert processor.fetch_table() is handler.table
     proto = FramedProtocol(processor, ServerState(ServerConfig()))
     transport = MockTransport(proto)
     proto.connection_made(transport)
@@ -257,3 +258,31 @@ async def test_subclasses_changing_fetch_are_heard_by_concrete_python_clients(
         assert comm.text == (texts if texts is not None else next(
             c.text for c in concrete_comms(6, prefix="fp") if c.id == comm.id))
 
+
+
+def test_a_directory_table_filled_on_one_loop_is_not_served_stale_on_the_next(tmp_path: Any) -> None:
+    first, second = concrete_comms(2, prefix="loop")
+    path = tmp_path / "doc.comm"
+    path.write_bytes(cp_write(first))
+    container = DirectoryBackedCommunicationContainer(tmp_path, watch=True)
+    handler = CommunicationContainerFetchHandler(container)
+
+    async def fill() -> None:
+        assert await container.get_raw_many(["doc"]) == {"doc": cp_write(first)}
+        assert "doc" in container.raw_table
+
+    asyncio.run(fill())
+    second.id = "doc"
+    path.write_bytes(cp_write(second))  # no loop is running: no one reads the inotify event
+
+    async def serve() -> bytes:
+        proto, transport = connection(handler)
+        proto.data_received(cp_fetch_call(["doc"], 1))
+        for _ in range(100):
+            if transport.out:
+                break
+            await asyncio.sleep(0.01)
+        await container.aclose()
+        return bytes(transport.out)
+
+    assert asyncio.run(serve()) == build_fetch_reply(1, [cp_write(second)])
