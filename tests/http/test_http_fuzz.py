@@ -1,0 +1,278 @@
+"""Hostile input against the HTTP/TJSON endpoint: every request gets a well-formed answer, nobody else notices.
+
+A real server (``serve_http`` on a free port) with a directory-backed fetch
+handler and a directory-backed store handler; requests through aiohttp's
+client (raw sockets for malformed HTTP).  The bar, checked after every
+request: a 200 carrying a TJSON REPLY or TApplicationException (never
+INTERNAL_ERROR), or a 4xx with a one-line reason; never a 500 or a
+traceback; nothing logged at ERROR; a valid fetch still answered.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+import os
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from concrete.access.FetchCommunicationService import fetch_args
+from concrete.access.StoreCommunicationService import store_args
+from concrete.access.ttypes import FetchRequest
+from concrete.util import create_comm, read_communication_from_file, write_communication_to_file
+from thrift.protocol.TJSONProtocol import TJSONProtocol
+from thrift.Thrift import TMessageType
+from thrift.transport.TTransport import TMemoryBuffer
+
+from aioaccess import (
+    CommunicationContainerFetchHandler,
+    DirectoryBackedCommunicationContainer,
+    DirectoryBackedStoreHandler,
+)
+from aioaccess.http import serve_http
+
+LIMIT = 256 * 1024
+IDS = [f"comm-{i}" for i in range(6)]
+CONTENT_TYPE = "application/x-thrift"
+UNKNOWN_METHOD, INTERNAL_ERROR, PROTOCOL_ERROR = 1, 6, 7
+
+
+# -- valid messages, as Apache Thrift's TJSONProtocol writes them ----------------------------------------------
+def _apache_call(name: str, args: Any, seqid: int) -> bytes:
+    out = TMemoryBuffer()
+    proto = TJSONProtocol(out)
+    proto.writeMessageBegin(name, TMessageType.CALL, seqid)
+    args.write(proto)
+    proto.writeMessageEnd()
+    return out.getvalue()
+
+
+def fetch_call(ids: list[str], seqid: int = 7) -> bytes:
+    return _apache_call("fetch", fetch_args(request=FetchRequest(communicationIds=ids)), seqid)
+
+
+def store_call(comm: Any, seqid: int = 9) -> bytes:
+    return _apache_call("store", store_args(communication=comm), seqid)
+
+
+VALID_FETCH = fetch_call(IDS[:3])
+
+
+# -- the server and the checks ----------------------------------------------------------------------------------
+class Env:
+    """The running server, its directories and a client session."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession, root: str, comms: str, store: str) -> None:
+        self.url = url
+        self.session = session
+        self.root = root
+        self.comms = comms
+        self.store = store
+
+    def endpoint(self, name: str) -> str:
+        return f"{self.url}/{name}_http_endpoint/"
+
+
+def _layout(root: str) -> tuple[str, str, str]:
+    """root/comms (served), root/store (the store), root/outside with files and symlinks into it from both."""
+    comms, store, outside = (os.path.join(root, d) for d in ("comms", "store", "outside"))
+    for d in (comms, store, outside):
+        os.mkdir(d)
+    for comm_id in IDS:
+        write_communication_to_file(create_comm(comm_id, f"Document {comm_id}."),
+                                    os.path.join(comms, f"{comm_id}.comm"))
+    # A Communication a traversing fetch would find, and files a traversing store would overwrite.
+    write_communication_to_file(create_comm("secret", "must not be served"), os.path.join(outside, "secret.comm"))
+    write_communication_to_file(create_comm("secret", "must not be served"), os.path.join(root, "secret.comm"))
+    with open(os.path.join(outside, "victim.comm"), "wb") as f:
+        f.write(b"do not touch")
+    os.symlink(os.path.join(outside, "victim.comm"), os.path.join(store, "link.comm"))
+    os.symlink(outside, os.path.join(store, "dirlink"))
+    return comms, store, outside
+
+
+def _session() -> aiohttp.ClientSession:
+    # A fresh connection per request: the server closes some after hostile input, and a reused
+    # connection the server just closed would fail for reasons that are not the server's.
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
+                                 connector=aiohttp.TCPConnector(force_close=True))
+
+
+@pytest.fixture
+async def env(tmp_path: Any) -> AsyncIterator[Env]:
+    root = os.fspath(tmp_path)
+    comms, store, _ = _layout(root)
+    fetch = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(comms))
+    handler = DirectoryBackedStoreHandler(store, fsync=False)
+    async with serve_http(fetch_handler=fetch, store_handler=handler, client_max_size=LIMIT,
+                          cors=True) as server, _session() as session:
+        yield Env(server.url, session, root, comms, store)
+
+
+async def _chunks(body: bytes, rng: random.Random) -> AsyncIterator[bytes]:
+    pos = 0
+    while pos < len(body):
+        n = rng.randint(1, max(1, len(body) // 3))
+        yield body[pos:pos + n]
+        pos += n
+
+
+async def send(env: Env, endpoint: str, body: bytes, how: str = "plain", content_type: str = CONTENT_TYPE,
+               method: str = "POST") -> tuple[int, Any, bytes]:
+    headers = {"Content-Type": content_type}
+    data: Any = body
+    if how == "gzip":
+        data = gzip.compress(body)
+        headers["Content-Encoding"] = "gzip"
+    elif how == "chunked":
+        data = _chunks(body, random.Random(len(body)))
+    elif len(body) > 1 << 19:
+        data = io.BytesIO(body)  # aiohttp's client warns about large bytes bodies
+    async with env.session.request(method, env.endpoint(endpoint), data=data, headers=headers) as resp:
+        return resp.status, resp.headers, await resp.read()
+
+
+def check_reply(status: int, headers: Any, body: bytes, what: Any) -> Any:
+    """The answer is a TJSON REPLY, a TApplicationException other than INTERNAL_ERROR, or a one-line 4xx."""
+    assert status < 500, f"{status} for {what!r}: {body[:300]!r}"
+    if status != 200:
+        assert status in (400, 404, 405, 408, 413, 415), f"{status} for {what!r}: {body[:300]!r}"
+        text = body.decode()
+        assert text.strip() and text.count("\n") <= 1 and "Traceback" not in text, (what, text[:300])
+        return None
+    assert headers["Content-Type"] == CONTENT_TYPE, (what, headers)
+    doc = json.loads(body)
+    assert isinstance(doc, list) and len(doc) == 5 and doc[0] == 1 and doc[2] in (2, 3), (what, body[:300])
+    if doc[2] == 3:
+        assert set(doc[4]) == {"1", "2"} and isinstance(doc[4]["1"]["str"], str), (what, body[:300])
+        assert doc[4]["2"]["i32"] in (UNKNOWN_METHOD, PROTOCOL_ERROR), (what, body[:300])
+    return doc
+
+
+async def check_alive(env: Env) -> None:
+    status, _, body = await send(env, "fetch", VALID_FETCH)
+    assert status == 200, body[:300]
+    reply = json.loads(body)
+    comms = reply[4]["0"]["rec"]["1"]["lst"]
+    assert [c["1"]["str"] for c in comms[2:]] == IDS[:3]
+
+
+def no_errors(caplog: pytest.LogCaptureFixture, since: int, what: Any) -> int:
+    bad = [f"{r.name} {r.levelname}: {r.getMessage()[:200]}" for r in caplog.records[since:]
+           if r.levelno >= logging.ERROR]
+    assert not bad, f"{what!r} logged errors: {bad}"
+    return len(caplog.records)
+
+
+def check_store_dir(env: Env) -> list[str]:
+    """Every regular file in the store is a whole, decodable ``<id>.comm``; returns the ids."""
+    ids = []
+    for name in sorted(os.listdir(env.store)):
+        path = os.path.join(env.store, name)
+        if os.path.islink(path):
+            continue
+        assert name.endswith(".comm") and os.path.isfile(path), name
+        comm = read_communication_from_file(path)
+        assert f"{comm.id}.comm" == name
+        ids.append(comm.id)
+    return ids
+
+
+# -- named cases, each with the answer it must get --------------------------------------------------------------
+def _exc(kind: int, text: str) -> tuple[str, int, str]:
+    return ("exception", kind, text)
+
+
+def _refused(status: int, text: str) -> tuple[str, int, str]:
+    return ("refused", status, text)
+
+
+OK: tuple[str, int, str] = ("reply", 0, "")
+NO_UUID = (b'[1,"store",1,1,{"1":{"rec":{"1":{"str":"no-uuid"},"3":{"str":"t"},'
+           b'"8":{"rec":{"1":{"str":"t"},"2":{"i64":1}}}}}}]')
+
+
+def _store(comm_id: str, extra: str = "") -> bytes:
+    """A store call of a minimal Communication (JSON text given as is), plus ``extra`` fields."""
+    comm = ('{"1":{"str":"' + comm_id + '"},"2":{"rec":{"1":{"str":"u"}}},"3":{"str":"t"},'
+            '"8":{"rec":{"1":{"str":"t"},"2":{"i64":1}}}' + extra + "}")
+    return ('[1,"store",1,1,{"1":{"rec":' + comm + "}}]").encode()
+
+
+NAMED: list[tuple[str, str, bytes, tuple[str, int, str]]] = [
+    ("deep [", "fetch", b"[" * 100_000, _refused(400, "nested too deeply")),
+    ("deep {", "fetch", b'{"a":' * 40_000 + b"1" + b"}" * 40_000, _refused(400, "nested too deeply")),
+    ("deep in args", "fetch", b'[1,"fetch",1,1,{"1":' + b"[" * 100_000 + b"]" * 100_000 + b"}]",
+     _refused(400, "nested too deeply")),
+    ("deep, closed, under the limit", "store", b'[1,"store",1,1,{"1":{"rec":{"99":{"lst":["lst",1,'
+     + b"[" * 900 + b"]" * 900 + b"]}}}}]", ("declared", 0, "has no id")),
+    ("lone surrogate in the method name", "fetch", b'[1,"\\ud800",1,1,{}]', _refused(400, "lone UTF-16 surrogate")),
+    ("UTF-8-encoded surrogate in the method name", "fetch", b'[1,"\xed\xa0\x80",1,1,{}]',
+     _refused(400, "not UTF-8")),
+    ("invalid UTF-8", "fetch", b'[1,"fetch\xff",1,1,{}]', _refused(400, "not UTF-8")),
+    ("UTF-16 body", "fetch", '[1,"getCommunicationCount",1,1,{}]'.encode("utf-16"), _refused(400, "not UTF-8")),
+    ("BOM", "fetch", b'\xef\xbb\xbf[1,"getCommunicationCount",1,1,{}]', OK),
+    ("surrogate pair is fine", "fetch", b'[1,"fetch",1,1,{"1":{"rec":{"1":{"lst":["str",1,"\\ud83c\\udf89"]}}}}]', OK),
+    ("lone surrogate in a fetch id", "fetch", b'[1,"fetch",1,1,{"1":{"rec":{"1":{"lst":["str",1,"\\udfff"]}}}}]',
+     _exc(PROTOCOL_ERROR, "lone UTF-16 surrogate")),
+    ("lone surrogate in a stored id", "store", _store("\\ud800"), _exc(PROTOCOL_ERROR, "lone UTF-16 surrogate")),
+    ("lone surrogate in a map key", "store", _store("kv", ',"9":{"map":["str","str",1,{"\\udc80":"x"}]}'),
+     _exc(PROTOCOL_ERROR, "surrogate")),
+    ("store, bad base64", "store", _store("b64", ',"20":{"rec":{"1":{"str":"QUJDR"}}}'),
+     _exc(PROTOCOL_ERROR, "base64")),
+    ("store, id with a path", "store", _store("../x"), ("declared", 0, "path separator")),
+    ("store, symlinked id", "store", _store("link"), ("declared", 0, "outside the store")),
+    ("list claims more than it holds", "fetch", b'[1,"fetch",1,1,{"1":{"rec":{"1":{"lst":["str",4611686018427387904,'
+     b'"a"]}}}}]', _exc(PROTOCOL_ERROR, "claims")),
+    ("list size not a number", "fetch", b'[1,"fetch",1,1,{"1":{"rec":{"1":{"lst":["str","1","a"]}}}}]',
+     _exc(PROTOCOL_ERROR, "expected")),
+    ("huge seqid", "fetch", b'[1,"getCommunicationCount",1,%d,{}]' % 2**100, OK),
+    ("4301-digit seqid", "fetch", b'[1,"getCommunicationCount",1,' + b"1" * 4301 + b",{}]", _refused(400, "JSON")),
+    ("float seqid", "fetch", b'[1,"getCommunicationCount",1,1.5,{}]', _refused(400, "integers")),
+    ("oneway", "fetch", b'[1,"getCommunicationCount",4,1,{}]', _refused(400, "not a call")),
+    ("a reply", "fetch", b'[1,"getCommunicationCount",2,1,{"0":{"i64":1}}]', _refused(400, "not a call")),
+    ("an exception", "fetch", b'[1,"getCommunicationCount",3,1,{}]', _refused(400, "not a call")),
+    ("version 2", "fetch", b'[2,"getCommunicationCount",1,1,{}]', _refused(400, "version")),
+    ("version true", "fetch", b'[true,"getCommunicationCount",1,1,{}]', _refused(400, "version")),
+    ("no args", "fetch", b'[1,"getCommunicationCount",1,1]', OK),
+    ("args a list", "fetch", b'[1,"getCommunicationCount",1,1,[]]', _refused(400, "not a struct")),
+    ("unknown method", "fetch", b'[1,"nosuch",1,1,{}]', _exc(UNKNOWN_METHOD, "nosuch")),
+    ("store on the fetch endpoint", "fetch", b'[1,"store",1,1,{}]', _exc(UNKNOWN_METHOD, "store")),
+    ("fetch on the store endpoint", "store", b'[1,"fetch",1,1,{}]', _exc(UNKNOWN_METHOD, "fetch")),
+    ("empty method name", "fetch", b'[1,"",1,1,{}]', _exc(UNKNOWN_METHOD, "''")),
+    ("duplicate field: the last wins", "fetch",
+     b'[1,"fetch",1,1,{"1":{"rec":{"1":{"lst":["str",1,"comm-1"]},"1":{"lst":["str",1,"comm-2"]}}}}]', OK),
+    ("two-key field", "fetch", b'[1,"fetch",1,1,{"1":{"rec":{},"i32":5}}]', _exc(PROTOCOL_ERROR, "one-key")),
+    ("field id not a number", "fetch", b'[1,"fetch",1,1,{"x":{"rec":{}}}]', _exc(PROTOCOL_ERROR, "not an integer")),
+    ("negative count", "fetch", b'[1,"getCommunicationIDs",1,1,{"1":{"i64":-5},"2":{"i64":-3}}]', OK),
+    ("huge offset", "fetch", b'[1,"getCommunicationIDs",1,1,{"1":{"i64":%d},"2":{"i64":%d}}]' % (2**70, 2**70), OK),
+    ("empty body", "fetch", b"", _refused(400, "malformed JSON")),
+    ("null", "store", b"null", _refused(400, "not a TJSON message")),
+    ("trailing garbage", "fetch", b'[1,"getCommunicationCount",1,1,{}]]', _refused(400, "malformed JSON")),
+    ("NaN seqid", "fetch", b'[1,"getCommunicationCount",1,NaN,{}]', _refused(400, "integers")),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "body", "expected"), [n[1:] for n in NAMED], ids=[n[0] for n in NAMED])
+async def test_named_hostile_bodies(env: Env, caplog: pytest.LogCaptureFixture, endpoint: str, body: bytes,
+                                    expected: tuple[str, int, str]) -> None:
+    status, headers, reply = await send(env, endpoint, body)
+    doc = check_reply(status, headers, reply, body[:100])
+    outcome, code, text = expected
+    if outcome == "refused":
+        assert status == code and text in reply.decode(), reply[:300]
+    elif outcome == "exception":
+        assert doc is not None and doc[2] == 3, reply[:300]
+        assert doc[4]["2"]["i32"] == code and text in doc[4]["1"]["str"], reply[:300]
+    elif outcome == "declared":
+        assert doc is not None and doc[2] == 2 and text in doc[4]["1"]["rec"]["1"]["str"], reply[:300]
+    else:
+        assert doc is not None and doc[2] == 2 and "1" not in doc[4], reply[:300]
+    await check_alive(env)
+    no_errors(caplog, 0, body[:100])
+    assert check_store_dir(env) == []
