@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+from thriftpy2.thrift import TType
 
 from ..codec import CodecError, tjson
 from ..exceptions import AioaccessError
@@ -58,7 +59,7 @@ _UNKNOWN_METHOD, _INTERNAL_ERROR, _PROTOCOL_ERROR = 1, 6, 7
 
 
 class _Method:
-    __slots__ = ("name", "args_cls", "result_cls", "arg_names", "exceptions", "has_success")
+    __slots__ = ("name", "args_cls", "result_cls", "arg_names", "struct_args", "exceptions", "has_success")
 
     def __init__(self, service: Any, name: str) -> None:
         self.name = name
@@ -66,6 +67,10 @@ class _Method:
         self.result_cls = getattr(service, f"{name}_result")
         spec = self.args_cls.thrift_spec
         self.arg_names = [spec[fid][1] for fid in sorted(spec)]
+        # (name, struct class name) of each struct argument: a call without one is refused, as the
+        # Thrift server refuses it (a handler would only fail on None).
+        self.struct_args = [(spec[fid][1], spec[fid][2].__name__) for fid in sorted(spec)
+                            if spec[fid][0] == TType.STRUCT]
         rspec = self.result_cls.thrift_spec
         self.has_success = 0 in rspec
         self.exceptions = [(rspec[fid][2], rspec[fid][1]) for fid in sorted(rspec) if fid != 0]
@@ -120,13 +125,20 @@ class TJSONEndpoint:
             return tjson.application_exception(msg.name, msg.seqid, _UNKNOWN_METHOD, f"Unknown method {msg.name!r}")
         try:
             args = tjson.struct_from_doc(msg.args, method.args_cls)
-        except tjson.TJSONError as exc:
+        except Exception as exc:  # whatever the client's document makes the reader raise
+            if not isinstance(exc, tjson.TJSONError):  # e.g. OverflowError from {"dbl": 1e400 as an integer}
+                logger.warning("Reading arguments of %s raised %r (the client's fault; a TJSONError expected)",
+                               msg.name, exc)
             return tjson.application_exception(msg.name, msg.seqid, _PROTOCOL_ERROR,
                                                f"Cannot read arguments of {msg.name}: {exc}")
+        for name, cls_name in method.struct_args:
+            if getattr(args, name) is None:
+                return tjson.application_exception(msg.name, msg.seqid, _PROTOCOL_ERROR,
+                                                   f"{msg.name}() arguments hold no {cls_name}")
+        fast = self.fast_fetch and msg.name == "fetch"
         try:
-            if self.fast_fetch and msg.name == "fetch":
-                ids = list(args.request.communicationIds or ()) if args.request is not None else []
-                raws = await self.handler.fetch_raw(ids)
+            if fast:
+                raws = await self.handler.fetch_raw(list(args.request.communicationIds or ()))
                 return tjson.fetch_reply(msg.seqid, raws, Communication)
             value = getattr(self.handler, msg.name)(*[getattr(args, n) for n in method.arg_names])
             if inspect.isawaitable(value):
@@ -135,9 +147,15 @@ class TJSONEndpoint:
             if method.has_success:
                 result.success = value
         except Exception as exc:
+            if isinstance(exc, CodecError) and not fast:
+                # The caller's values do not encode (say, a store of a Communication missing a required
+                # field or holding an i32 out of range): their fault, as in the Thrift server.
+                logger.info("Refusing %s: %s", msg.name, exc)
+                return tjson.application_exception(msg.name, msg.seqid, _PROTOCOL_ERROR,
+                                                   f"Cannot read arguments of {msg.name}: {exc}")
             result = self._declared(method, exc)
             if result is None:
-                if isinstance(exc, CodecError):
+                if isinstance(exc, CodecError):  # stored bytes that do not transcode
                     logger.warning("%s failed: %s", msg.name, exc)
                 else:
                     logger.exception("%s failed", msg.name)
