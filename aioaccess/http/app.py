@@ -4,13 +4,16 @@
 ``POST /store_http_endpoint/`` StoreCommunicationService calls, both in Apache
 Thrift's TJSONProtocol.  A fetch is answered from compact bytes
 (``handler.fetch_raw``) transcoded piece by piece, never decoded into objects.
-Bodies that are not TJSON, of the wrong content type or too large get an HTTP
-4xx with a one-line reason.  Run it with :class:`HTTPServer` or
-:func:`serve_http` on the loop that runs the Thrift listeners.
+Bodies that are not TJSON (not UTF-8, nested too deeply, ...), of the wrong
+content type, too large or too slow to arrive get an HTTP 4xx with a one-line
+reason; a TJSON call with bad arguments gets a TApplicationException, as from
+the Thrift server.  Run it with :class:`HTTPServer` or :func:`serve_http` on
+the loop that runs the Thrift listeners.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -21,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from thriftpy2.thrift import TType
 
 from ..codec import CodecError, tjson
@@ -29,6 +33,7 @@ from ..schema import Communication, FetchCommunicationService, StoreCommunicatio
 
 __all__ = [
     "CONTENT_TYPE",
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_CLIENT_MAX_SIZE",
     "FETCH_HANDLER",
     "FETCH_PATH",
@@ -50,6 +55,8 @@ CONTENT_TYPE = "application/x-thrift"
 ACCEPTED_CONTENT_TYPES = frozenset({CONTENT_TYPE, "application/vnd.apache.thrift.json", "application/json"})
 #: Largest request body accepted by default, in bytes.
 DEFAULT_CLIENT_MAX_SIZE = 64 * 1024 * 1024
+#: Seconds a request body may take to arrive, by default (a client that stalls mid-body gets a 408).
+DEFAULT_BODY_TIMEOUT = 60.0
 
 FETCH_HANDLER: web.AppKey[Any] = web.AppKey("fetch_handler", object)
 STORE_HANDLER: web.AppKey[Any] = web.AppKey("store_handler", object)
@@ -96,7 +103,7 @@ class TJSONEndpoint:
             raise _bad(web.HTTPRequestEntityTooLarge,
                        f"request body of {request.content_length} bytes exceeds the limit of {max_size} bytes",
                        max_size=max_size, actual_size=request.content_length)
-        body = await request.read()
+        body = await _read_body(request)
         try:
             msg, escapes = _parse(body)
         except tjson.TJSONError as exc:
@@ -176,6 +183,23 @@ class TJSONEndpoint:
         return None
 
 
+async def _read_body(request: web.Request) -> bytes:
+    """The whole body (decoded from its Content-Encoding), or an HTTP 4xx saying why not."""
+    timeout = request.app[_BODY_TIMEOUT]
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        exc = _bad(web.HTTPRequestTimeout, f"request body not received in full within {timeout:g} s")
+        exc.force_close()
+        raise exc from None
+    except web.RequestPayloadError as exc:  # a gzip body that does not inflate, a broken chunk, ...
+        raise _bad(web.HTTPBadRequest, f"cannot read the request body: {' '.join(str(exc).split())}") from None
+    except ConnectionError:  # the client went away mid-body: nobody to answer
+        logger.debug("Client disconnected before sending the whole request body")
+        raise web.HTTPBadRequest(text="incomplete request body\n") from None
+
+
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -217,6 +241,7 @@ def _has_lone_surrogate(doc: Any) -> bool:
 
 
 _MAX_SIZE: web.AppKey[int] = web.AppKey("client_max_size", int)
+_BODY_TIMEOUT: web.AppKey[float | None] = web.AppKey("body_timeout", object)
 _CORS: web.AppKey[bool] = web.AppKey("cors", bool)
 
 
@@ -247,7 +272,8 @@ async def _preflight(request: web.Request) -> web.Response:
 
 
 def create_app(fetch_handler: Any = None, store_handler: Any = None, *, static_path: str | os.PathLike[str] | None
-               = None, cors: bool = False, client_max_size: int = DEFAULT_CLIENT_MAX_SIZE) -> web.Application:
+               = None, cors: bool = False, client_max_size: int = DEFAULT_CLIENT_MAX_SIZE,
+               body_timeout: float | None = DEFAULT_BODY_TIMEOUT) -> web.Application:
     """An aiohttp app with the fetch and/or store TJSON endpoints (and static files from ``static_path``).
 
     ``fetch_handler``: anything with the FetchCommunicationService methods (its
@@ -255,11 +281,17 @@ def create_app(fetch_handler: Any = None, store_handler: Any = None, *, static_p
     ``CommunicationContainerFetchHandler`` or a ``RelayFetchHandler``;
     ``store_handler``: any store handler.  ``cors`` adds
     ``Access-Control-Allow-Origin: *`` and answers OPTIONS preflights.
+    A request body larger than ``client_max_size`` bytes gets a 413, one
+    that has not arrived in full ``body_timeout`` seconds after its headers
+    a 408 (None: wait for ever).
     """
     if client_max_size < 1:
         raise ValueError(f"client_max_size must be >= 1, not {client_max_size}")
+    if body_timeout is not None and not body_timeout > 0:
+        raise ValueError(f"body_timeout must be > 0 or None, not {body_timeout}")
     app = web.Application(client_max_size=client_max_size, middlewares=[_cors_middleware] if cors else [])
     app[_MAX_SIZE] = client_max_size
+    app[_BODY_TIMEOUT] = body_timeout
     app[_CORS] = cors
     for path, key, service, handler in ((FETCH_PATH, FETCH_HANDLER, FetchCommunicationService, fetch_handler),
                                         (STORE_PATH, STORE_HANDLER, StoreCommunicationService, store_handler)):
@@ -275,6 +307,25 @@ def create_app(fetch_handler: Any = None, store_handler: Any = None, *, static_p
             raise FileNotFoundError(f"static path {root} is not a directory")
         app.router.add_static("/", root, follow_symlinks=False)
     return app
+
+
+class _ClientFaultLog(logging.LoggerAdapter):
+    """aiohttp's server log, with the client's faults taken down from ERROR.
+
+    aiohttp logs a request it cannot parse (bad Content-Length, broken
+    chunking, a header line too long, a gzip body that does not inflate, ...)
+    and a client gone before its answer as an error with a traceback; here
+    the first is one INFO line and the second a DEBUG one.  Anything else
+    stays an ERROR.
+    """
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError | web.RequestPayloadError):
+            self.info(f"{msg}: %s", *args, " ".join(str(exc_info).split())[:300])
+        elif isinstance(exc_info, ConnectionError):
+            self.debug(f"{msg}: %r", *args, exc_info)
+        else:
+            self.error(msg, *args, exc_info=exc_info, **kwargs)
 
 
 class HTTPServer:
@@ -312,6 +363,7 @@ class HTTPServer:
     async def start(self) -> None:
         """Bind and start serving."""
         kwargs: dict[str, Any] = {} if self.access_log else {"access_log": None}
+        kwargs["logger"] = _ClientFaultLog(logging.getLogger("aiohttp.server"), {})
         self.runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=self.shutdown_timeout,
                                     **kwargs)
         await self.runner.setup()

@@ -10,6 +10,7 @@ traceback; nothing logged at ERROR; a valid fetch still answered.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import json
@@ -109,8 +110,8 @@ async def env(tmp_path: Any) -> AsyncIterator[Env]:
     comms, store, _ = _layout(root)
     fetch = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(comms))
     handler = DirectoryBackedStoreHandler(store, fsync=False)
-    async with serve_http(fetch_handler=fetch, store_handler=handler, client_max_size=LIMIT,
-                          cors=True) as server, _session() as session:
+    async with serve_http(fetch_handler=fetch, store_handler=handler, client_max_size=LIMIT, cors=True,
+                          body_timeout=2.0) as server, _session() as session:
         yield Env(server.url, session, root, comms, store)
 
 
@@ -286,3 +287,153 @@ async def test_named_hostile_bodies(env: Env, caplog: pytest.LogCaptureFixture, 
     await check_alive(env)
     no_errors(caplog, 0, body[:100])
     assert check_store_dir(env) == []
+
+
+# -- HTTP-level faults, on raw sockets ----------------------------------------------------------------------------
+V = b'[1,"getCommunicationCount",1,1,{}]'
+
+
+def http_request(body: bytes = V, headers: dict[str, str | None] | None = None, method: str = "POST",
+                 path: str = "/fetch_http_endpoint/", version: str = "HTTP/1.1") -> bytes:
+    all_headers: dict[str, str | None] = {"Host": "localhost", "Content-Type": CONTENT_TYPE,
+                                          "Content-Length": str(len(body)), "Connection": "close"}
+    all_headers.update(headers or {})
+    head = f"{method} {path} {version}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in all_headers.items() if v is not None)
+    return head.encode("latin-1") + b"\r\n" + body
+
+
+def _chunked(body: bytes) -> bytes:
+    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+
+NO_LENGTH: dict[str, str | None] = {"Content-Length": None}
+CHUNKED: dict[str, str | None] = {"Content-Length": None, "Transfer-Encoding": "chunked"}
+RAW: list[tuple[str, bytes, tuple[int, ...]]] = [
+    ("not HTTP", b"GARBAGE\r\n\r\n", (400,)),
+    ("TLS hello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n", (400,)),
+    ("negative Content-Length", http_request(headers={"Content-Length": "-1"}), (400,)),
+    ("Content-Length not a number", http_request(headers={"Content-Length": "abc"}), (400,)),
+    ("Content-Length overflow", http_request(headers={"Content-Length": "9" * 30}), (400,)),
+    ("two Content-Lengths", http_request(headers={"content-length": "5"}), (400,)),
+    ("Content-Length and chunked", http_request(_chunked(V), {"Transfer-Encoding": "chunked"}), (400,)),
+    ("body not chunk-encoded", http_request(V, CHUNKED), (400,)),
+    ("bad chunk size", http_request(b"zz\r\n" + V + b"\r\n0\r\n\r\n", CHUNKED), (400,)),
+    ("chunk size overflow", http_request(b"f" * 20 + b"\r\n" + V, CHUNKED), (400,)),
+    ("chunked, valid", http_request(_chunked(V), CHUNKED), (200,)),
+    ("gzip that is not gzip", http_request(V, {"Content-Encoding": "gzip"}), (400,)),
+    ("deflate that is not deflate", http_request(V, {"Content-Encoding": "deflate"}), (400,)),
+    ("truncated gzip", http_request(gzip.compress(V)[:-12], {"Content-Encoding": "gzip"}), (400,)),
+    ("gzip, valid", http_request(gzip.compress(V), {"Content-Encoding": "gzip"}), (200,)),
+    ("gzip bomb", http_request(gzip.compress(b" " * (64 << 20)), {"Content-Encoding": "gzip"}), (413,)),
+    ("brotli", http_request(V, {"Content-Encoding": "br"}), (200, 400)),
+    ("zstd", http_request(V, {"Content-Encoding": "zstd"}), (200, 400)),
+    ("unknown encoding", http_request(V, {"Content-Encoding": "bogus"}), (200, 400, 415)),
+    ("header line too long", http_request(headers={"X-Big": "a" * 100_000}), (400, 431)),
+    ("many headers", http_request(headers={f"X-{i}": "v" for i in range(5000)}), (400, 431)),
+    ("NUL in a header", http_request(headers={"X-Nul": "a\x00b"}), (400,)),
+    ("bare LF", http_request().replace(b"\r\n", b"\n"), (200, 400)),
+    ("HTTP/1.0", http_request(version="HTTP/1.0"), (200,)),
+    ("HTTP/9.9", http_request(version="HTTP/9.9"), (400, 505)),
+    ("unknown method", http_request(method="FOO"), (400, 405)),
+    ("GET", http_request(method="GET"), (405,)),
+    ("PUT", http_request(method="PUT"), (405,)),
+    ("DELETE", http_request(method="DELETE"), (405,)),
+    ("PATCH", http_request(method="PATCH"), (405,)),
+    ("CONNECT", http_request(method="CONNECT", path="localhost:1"), (400, 404, 405)),
+    ("OPTIONS (CORS)", http_request(b"", method="OPTIONS"), (204,)),
+    ("dot segments", http_request(path="/fetch_http_endpoint/../store_http_endpoint/"), (200, 404)),
+    ("encoded dot segments", http_request(path="/%2e%2e/fetch_http_endpoint/"), (200, 404)),
+    ("absolute URI", http_request(path="http://evil.example/fetch_http_endpoint/"), (200, 400, 404)),
+    ("no such path", http_request(path="/nope"), (404, 405)),
+    ("no Content-Type", http_request(headers={"Content-Type": None}), (415,)),
+    ("text/plain", http_request(headers={"Content-Type": "text/plain"}), (415,)),
+    ("multipart", http_request(headers={"Content-Type": "multipart/form-data; boundary=x"}), (415,)),
+    ("charset parameter", http_request(headers={"Content-Type": CONTENT_TYPE + "; charset=utf-16"}), (200,)),
+    ("no body, no length", http_request(b"", NO_LENGTH), (400,)),
+    ("Expect: 100-continue", http_request(headers={"Expect": "100-continue"}), (200,)),
+    ("Expect: other", http_request(headers={"Expect": "bogus"}), (417,)),
+    ("declared over the limit", http_request(headers={"Content-Length": str(LIMIT + 1)}), (413,)),
+    ("Upgrade: websocket", http_request(headers={"Upgrade": "websocket", "Connection": "Upgrade"}), (200, 400)),
+    ("pipelined garbage", http_request(headers={"Connection": "keep-alive"}) + b"GARBAGE\r\n\r\n", (200, 400)),
+    ("data after Connection: close", http_request() + b"GARBAGE\r\n\r\n", (200, 400)),
+]
+
+
+def _port(env: Env) -> int:
+    return int(env.url.rsplit(":", 1)[1])
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP response (after any 100 Continue): status, headers, body (by Content-Length, else to EOF)."""
+    while True:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        version, status, *_ = lines[0].split(" ", 2)
+        assert version in ("HTTP/1.0", "HTTP/1.1"), lines[0]
+        headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in lines[1:] if h)}
+        if int(status) != 100:
+            break
+    if "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    else:
+        body = await reader.read()
+    return int(status), headers, body
+
+
+async def raw_exchange(env: Env, data: bytes, then_close: bool = False) -> tuple[int, dict[str, str], bytes] | None:
+    """Send ``data`` on a new connection; read one response (None: closed at once, as asked)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(env))
+    try:
+        writer.write(data)
+        await writer.drain()
+        if then_close:
+            return None
+        return await asyncio.wait_for(read_response(reader), 30)
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except ConnectionError:
+            pass
+
+
+@pytest.mark.parametrize(("data", "statuses"), [r[1:] for r in RAW], ids=[r[0] for r in RAW])
+async def test_http_level_faults_get_a_4xx(env: Env, caplog: pytest.LogCaptureFixture, data: bytes,
+                                           statuses: tuple[int, ...]) -> None:
+    caplog.set_level(logging.INFO, logger="aiohttp.server")
+    got = await raw_exchange(env, data)
+    assert got is not None
+    status, _, body = got
+    assert status in statuses, (status, body[:300])
+    assert b"Traceback" not in body and b"Server got itself in trouble" not in body, body[:300]
+    if status == 200:
+        assert json.loads(body)[2] == 2, body[:300]
+    await check_alive(env)
+    no_errors(caplog, 0, data[:100])
+
+
+@pytest.mark.parametrize("data", [
+    http_request()[:30],  # in the request line
+    http_request()[:-len(V)],  # headers, no body
+    http_request()[:-5],  # part of the body
+    http_request(headers={"Expect": "100-continue"})[:-len(V)],  # waiting for 100 Continue
+    http_request(b"7\r\n[1,\"get", CHUNKED),  # in a chunk
+    http_request(gzip.compress(V)[:10], {"Content-Encoding": "gzip", "Content-Length": "40"}),
+], ids=["request-line", "headers", "body", "expect", "chunk", "gzip"])
+async def test_client_gone_mid_request(env: Env, caplog: pytest.LogCaptureFixture, data: bytes) -> None:
+    """A client that disconnects mid-request costs nothing but a DEBUG line."""
+    for _ in range(3):
+        assert await raw_exchange(env, data, then_close=True) is None
+    await asyncio.sleep(0.1)  # let the server notice (no assertion depends on how long it takes)
+    await check_alive(env)
+    no_errors(caplog, 0, data)
+
+
+async def test_stalled_body_gets_a_408(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """A body that stops arriving: 408 after body_timeout (2 s here), not a handler waiting for ever."""
+    for data in (http_request()[:-5], http_request(b"7\r\n[1,\"get", CHUNKED)):
+        got = await raw_exchange(env, data)
+        assert got is not None and got[0] == 408, got
+        assert b"not received in full" in got[2]
+    await check_alive(env)
+    no_errors(caplog, 0, "stalled")
