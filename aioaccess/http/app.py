@@ -28,8 +28,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 from thriftpy2.thrift import TType
 
 from ..codec import CodecError, tjson
-from ..exceptions import AioaccessError
+from ..exceptions import AioaccessError, ReplyTooLarge
 from ..schema import Communication, FetchCommunicationService, StoreCommunicationService
+from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
 
 __all__ = [
     "CONTENT_TYPE",
@@ -84,11 +85,17 @@ class _Method:
 
 
 class TJSONEndpoint:
-    """Answers TJSON messages for one service with one handler (sync or async methods)."""
+    """Answers TJSON messages for one service with one handler (sync or async methods).
 
-    def __init__(self, service: Any, handler: Any) -> None:
+    A fetch whose Communications add up to more than ``max_reply_size`` bytes
+    (compact, as stored; the TJSON reply is larger) is refused with a
+    ServicesException, as the Thrift server refuses it.
+    """
+
+    def __init__(self, service: Any, handler: Any, *, max_reply_size: int = DEFAULT_MAX_REPLY_SIZE) -> None:
         self.service = service
         self.handler = handler
+        self.max_reply_size = max_reply_size
         self.methods = {name: _Method(service, name) for name in service.thrift_services
                         if callable(getattr(handler, name, None))}
         self.fast_fetch = "fetch" in self.methods and hasattr(handler, "fetch_raw")
@@ -146,6 +153,9 @@ class TJSONEndpoint:
         try:
             if fast:
                 raws = await self.handler.fetch_raw(list(args.request.communicationIds or ()))
+                size = sum(map(len, raws))
+                if size > self.max_reply_size:  # e.g. one big id asked for a thousand times
+                    raise ReplyTooLarge(size, self.max_reply_size)
                 return tjson.fetch_reply(msg.seqid, raws, Communication)
             value = getattr(self.handler, msg.name)(*[getattr(args, n) for n in method.arg_names])
             if inspect.isawaitable(value):
@@ -273,7 +283,8 @@ async def _preflight(request: web.Request) -> web.Response:
 
 def create_app(fetch_handler: Any = None, store_handler: Any = None, *, static_path: str | os.PathLike[str] | None
                = None, cors: bool = False, client_max_size: int = DEFAULT_CLIENT_MAX_SIZE,
-               body_timeout: float | None = DEFAULT_BODY_TIMEOUT) -> web.Application:
+               body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+               max_reply_size: int = DEFAULT_MAX_REPLY_SIZE) -> web.Application:
     """An aiohttp app with the fetch and/or store TJSON endpoints (and static files from ``static_path``).
 
     ``fetch_handler``: anything with the FetchCommunicationService methods (its
@@ -283,7 +294,8 @@ def create_app(fetch_handler: Any = None, store_handler: Any = None, *, static_p
     ``Access-Control-Allow-Origin: *`` and answers OPTIONS preflights.
     A request body larger than ``client_max_size`` bytes gets a 413, one
     that has not arrived in full ``body_timeout`` seconds after its headers
-    a 408 (None: wait for ever).
+    a 408 (None: wait for ever).  A fetch of Communications adding up to more
+    than ``max_reply_size`` bytes (as stored) gets a ServicesException.
     """
     if client_max_size < 1:
         raise ValueError(f"client_max_size must be >= 1, not {client_max_size}")
@@ -298,7 +310,7 @@ def create_app(fetch_handler: Any = None, store_handler: Any = None, *, static_p
         if handler is None:
             continue
         app[key] = handler
-        app.router.add_post(path, TJSONEndpoint(service, handler).handle)
+        app.router.add_post(path, TJSONEndpoint(service, handler, max_reply_size=max_reply_size).handle)
         if cors:
             app.router.add_route("OPTIONS", path, _preflight)
     if static_path is not None:

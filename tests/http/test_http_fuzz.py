@@ -184,6 +184,11 @@ def check_store_dir(env: Env) -> list[str]:
     return ids
 
 
+def rss_kib() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
 # -- named cases, each with the answer it must get --------------------------------------------------------------
 def _exc(kind: int, text: str) -> tuple[str, int, str]:
     return ("exception", kind, text)
@@ -437,3 +442,31 @@ async def test_stalled_body_gets_a_408(env: Env, caplog: pytest.LogCaptureFixtur
         assert b"not received in full" in got[2]
     await check_alive(env)
     no_errors(caplog, 0, "stalled")
+
+
+# -- what a hostile fetch makes the server do --------------------------------------------------------------------
+async def test_fetch_repeating_one_big_id_is_refused_before_transcoding(tmp_path: Any,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A 30 KB request asking 5,000 times for a 200 KB Communication: a ServicesException, not a 2 GB reply.
+
+    (As the Thrift server's reply cap: the Communications of one fetch may add up
+    to ``max_reply_size`` bytes, counted as stored.)
+    """
+    comm = create_comm("big", "")
+    comm.text = "x" * 200_000
+    write_communication_to_file(comm, os.fspath(tmp_path / "big.comm"))
+    fetch = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(os.fspath(tmp_path)))
+    async with serve_http(fetch_handler=fetch, max_reply_size=1_000_000) as server, _session() as session:
+        env = Env(server.url, session, os.fspath(tmp_path), os.fspath(tmp_path), "")
+        status, headers, reply = await send(env, "fetch", fetch_call(["big"] * 4))
+        doc = check_reply(status, headers, reply, "4 x big")
+        assert doc[2] == 2 and doc[4]["0"]["rec"]["1"]["lst"][1] == 4
+        before = rss_kib()
+        for _ in range(20):
+            status, headers, reply = await send(env, "fetch", fetch_call(["big"] * 5000))
+            doc = check_reply(status, headers, reply, "5000 x big")
+            assert doc[2] == 2 and "over this server's limit of 1000000" in doc[4]["1"]["rec"]["1"]["str"], reply[:300]
+        after = rss_kib()
+    no_errors(caplog, 0, "big")
+    print(f"\nRSS around 20 fetches of 5000 x a 200 KB Communication: {before} -> {after} KiB")
+    assert after - before < 64 * 1024, f"RSS went from {before} KiB to {after} KiB"
