@@ -172,7 +172,7 @@ class TJSONEndpoint:
                                                    f"Cannot read arguments of {msg.name}: {exc}")
             result = self._declared(method, exc)
             if result is None:
-                if isinstance(exc, CodecError):  # stored bytes that do not transcode
+                if isinstance(exc, CodecError | AioaccessError):  # stored bytes that do not transcode, an outage
                     logger.warning("%s failed: %s", msg.name, exc)
                 else:
                     logger.exception("%s failed", msg.name)
@@ -182,14 +182,21 @@ class TJSONEndpoint:
 
     @staticmethod
     def _declared(method: _Method, exc: Exception) -> Any:
-        """A result struct carrying ``exc`` as a declared exception, or None (as the Thrift dispatcher does)."""
+        """A result struct carrying ``exc`` as a declared exception, or None (as the Thrift dispatcher does).
+
+        aioaccess's own errors become a ServicesException where the method
+        declares one, never another declared exception (a backend outage in
+        getCommunicationIDs is not a NotImplementedException).
+        """
         for cls, field in method.exceptions:
             if isinstance(exc, cls):
                 logger.info("%s raised %s", method.name, exc)
                 return method.result_cls(**{field: exc})
-            if isinstance(exc, AioaccessError):
-                logger.info("%s raised %s", method.name, exc)
-                return method.result_cls(**{field: cls(message=str(exc))})
+        if isinstance(exc, AioaccessError):
+            for cls, field in method.exceptions:
+                if cls.__name__ == "ServicesException":
+                    logger.info("%s raised %s", method.name, exc)
+                    return method.result_cls(**{field: cls(message=str(exc))})
         return None
 
 

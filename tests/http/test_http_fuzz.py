@@ -470,3 +470,42 @@ async def test_fetch_repeating_one_big_id_is_refused_before_transcoding(tmp_path
     no_errors(caplog, 0, "big")
     print(f"\nRSS around 20 fetches of 5000 x a 200 KB Communication: {before} -> {after} KiB")
     assert after - before < 64 * 1024, f"RSS went from {before} KiB to {after} KiB"
+
+
+async def test_backend_outage_maps_as_in_the_thrift_server(caplog: pytest.LogCaptureFixture) -> None:
+    """A real Redis client with no server: fetch gets a ServicesException; getCommunicationIDs, which declares
+    only NotImplementedException, a TApplicationException (not a NotImplementedException), over HTTP as over
+    Thrift; and neither logs a traceback."""
+    import redis.asyncio as aioredis
+    from concrete.util.access_wrapper import FetchCommunicationClientWrapper
+    from conftest import unused_port
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from thrift.Thrift import TApplicationException
+
+    from aioaccess import FetchCommunicationServiceWrapper, RedisHashBackedCommunicationContainer
+
+    client = aioredis.Redis(host="127.0.0.1", port=unused_port(), socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
+    handler = CommunicationContainerFetchHandler(RedisHashBackedCommunicationContainer(client, "comms", timeout=5))
+    try:
+        async with serve_http(fetch_handler=handler) as server, _session() as session, \
+                FetchCommunicationServiceWrapper(handler).serving() as listener:
+            env = Env(server.url, session, "", "", "")
+            status, headers, reply = await send(env, "fetch", fetch_call(["a"]))
+            doc = check_reply(status, headers, reply, "fetch")
+            assert doc[2] == 2 and "redis backend unavailable" in doc[4]["1"]["rec"]["1"]["str"], reply
+            status, _, reply = await send(env, "fetch", b'[1,"getCommunicationIDs",1,3,{"1":{"i64":0},"2":{"i64":9}}]')
+            doc = json.loads(reply)
+            assert status == 200 and doc[2] == 3 and doc[4]["2"]["i32"] == INTERNAL_ERROR, reply
+            assert "redis backend unavailable" in doc[4]["1"]["str"]
+
+            def over_thrift() -> TApplicationException:
+                with FetchCommunicationClientWrapper("127.0.0.1", listener.bound_port) as thrift_client:
+                    with pytest.raises(TApplicationException) as raised:
+                        thrift_client.getCommunicationIDs(0, 9)
+                    return raised.value
+
+            assert (await asyncio.to_thread(over_thrift)).type == INTERNAL_ERROR
+    finally:
+        await client.aclose()
+    no_errors(caplog, 0, "outage")
