@@ -1,31 +1,43 @@
 """Hostile input against the HTTP/TJSON endpoint: every request gets a well-formed answer, nobody else notices.
 
 A real server (``serve_http`` on a free port) with a directory-backed fetch
-handler and a directory-backed store handler; requests through aiohttp's
-client (raw sockets for malformed HTTP).  The bar, checked after every
-request: a 200 carrying a TJSON REPLY or TApplicationException (never
-INTERNAL_ERROR), or a 4xx with a one-line reason; never a 500 or a
-traceback; nothing logged at ERROR; a valid fetch still answered.
+handler and a directory-backed store handler takes, through aiohttp's client,
+Apache-TJSON ``fetch``/``store`` calls (written by Apache Thrift's own
+TJSONProtocol, as concrete-python's HTTP clients write them) mutated every way
+hypothesis can draw: truncated, bytes flipped or inserted, nested 100k deep,
+huge numbers, values of the wrong type, invalid UTF-8 and lone surrogates, bad
+base64, unknown methods, wrong message types, duplicate fields, absurd list
+sizes; sent plain, chunked or gzipped.  Raw sockets add what aiohttp's client
+cannot send (malformed HTTP).  The bar, checked after every request: a 200
+carrying a TJSON REPLY or TApplicationException (never INTERNAL_ERROR), or a
+4xx with a one-line reason; never a 500 or a traceback; nothing logged at
+ERROR; a valid fetch still answered; nothing written outside the store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import gzip
 import io
 import json
 import logging
 import os
 import random
-from collections.abc import AsyncIterator
-from typing import Any
+import re
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, NamedTuple
 
 import aiohttp
 import pytest
 from concrete.access.FetchCommunicationService import fetch_args
 from concrete.access.StoreCommunicationService import store_args
 from concrete.access.ttypes import FetchRequest
+from concrete.audio.ttypes import Sound
 from concrete.util import create_comm, read_communication_from_file, write_communication_to_file
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from thrift.protocol.TJSONProtocol import TJSONProtocol
 from thrift.Thrift import TMessageType
 from thrift.transport.TTransport import TMemoryBuffer
@@ -509,3 +521,344 @@ async def test_backend_outage_maps_as_in_the_thrift_server(caplog: pytest.LogCap
     finally:
         await client.aclose()
     no_errors(caplog, 0, "outage")
+
+
+# -- the fuzz: hostile input drawn from an rng (random.Random, or hypothesis through _Draws) -------------------------
+FUZZ_SETTINGS = settings(max_examples=int(os.environ.get("AIOACCESS_FUZZ_EXAMPLES", "500")), deadline=None,
+                         database=None, suppress_health_check=list(HealthCheck))
+#: What each kind of hostile input was tried, over the module (printed by the RSS test; see the report).
+TRIED: Counter[str] = Counter()
+
+
+def _rich_comm(comm_id: str) -> Any:
+    """A Communication using every TJSON shape: strings, i64, lists of structs, a map, binary."""
+    from concrete.language.ttypes import LanguageIdentification
+    from concrete.metadata.ttypes import AnnotationMetadata
+    from concrete.uuid.ttypes import UUID
+
+    comm = create_comm(comm_id, "Grüße ☃ 東京 🎉 \"q\" \\ \t\n\x01 text.\n\nSecond section.")
+    comm.keyValueMap = {"k": "v", "ü": "☃"}
+    comm.sound = Sound(wav=b"\x00\xff\xfe binary \x01")
+    comm.startTime = 2**40
+    comm.lidList = [LanguageIdentification(uuid=UUID(uuidString="u-1"), metadata=AnnotationMetadata(
+        tool="t", timestamp=1), languageToProbabilityMap={"eng": 0.75, "deu": 0.25})]
+    return comm
+
+
+VALID_STORE = store_call(_rich_comm("fuzz-stored"))
+OTHER_CALLS = [b'[1,"getCommunicationCount",1,3,{}]', b'[1,"getCommunicationIDs",1,4,{"1":{"i64":1},"2":{"i64":2}}]',
+               b'[1,"about",1,5,{}]', b'[1,"alive",1,6,{}]']
+
+
+class _Draws:
+    """random.Random's few methods the generators use, drawn by hypothesis (so failures shrink)."""
+
+    def __init__(self, draw: Any) -> None:
+        self.draw = draw
+
+    def randint(self, a: int, b: int) -> int:
+        return int(self.draw(st.integers(a, b)))
+
+    def choice(self, seq: Any) -> Any:
+        return self.draw(st.sampled_from(seq))
+
+    def randbytes(self, n: int) -> bytes:
+        return bytes(self.draw(st.binary(min_size=n, max_size=n)))
+
+    def random(self) -> float:
+        return self.randint(0, 1 << 20) / (1 << 20)
+
+
+TRICKY_STRINGS = ["", "fetch", "store", "..", "../x", "/etc/passwd", "\x00", "\ud800", "\udfff", "\ud83c", "☃", "🎉",
+                  "a" * 300, "\\", "\"", "1", "-1", "1e999", "NaN", "rec", "str", "lst", "i64", "tf", "==", "%%%",
+                  "AAAA", "A", "\u2215etc", "\u202e", "\ufeff", "\x7f"]
+TRICKY_NUMBERS = ["1e999", "-1e999", "1" * 4300, "1" * 4301, "-" + "9" * 400, "0." + "0" * 400 + "1", "-0", "1.5",
+                  "9" * 20, "Infinity", "-Infinity", "NaN", "1E+308", "4.9e-324", "2e308", "00", "0x10", "+1",
+                  str(2**63), str(-2**63 - 1), str(2**64), str(2**31), "1" * 100_000]
+TRICKY_INTS = [-1, 0, 1, 2, 3, 2**31 - 1, 2**31, 2**53 + 1, 2**62, 2**63, -2**63 - 1, 10**30, 10**400]
+BAD_UTF8 = [b"\xff", b"\xfe\xff", b"\xc0\x80", b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xe2\x82", b"\xf8\x88\x80\x80\x80",
+            b"\x80", b"\xc3", b"\xf4\x90\x80\x80", b"\x00"]
+
+
+def _text(rng: Any) -> str:
+    if rng.randint(0, 2):
+        return str(rng.choice(TRICKY_STRINGS))
+    return "".join(chr(rng.randint(0, 0x10FFFF) if rng.randint(0, 3) == 0 else rng.randint(32, 126))
+                   for _ in range(rng.randint(0, 12)))
+
+
+def _json_value(rng: Any, depth: int = 0) -> Any:
+    kind = rng.randint(0, 9 if depth < 3 else 6)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return bool(rng.randint(0, 1))
+    if kind == 2:
+        return rng.choice(TRICKY_INTS) * rng.choice([1, -1])
+    if kind == 3:
+        return rng.choice([0.5, -0.0, 1e308, float("inf"), float("-inf"), float("nan"), 1e-320])
+    if kind in (4, 5, 6):
+        return _text(rng)
+    if kind in (7, 8):
+        return [_json_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return {_text(rng): _json_value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+def _dumps(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _paths(doc: Any) -> list[tuple[Any, ...]]:
+    """Every path into a parsed JSON document (iterative: documents may be deep)."""
+    out: list[tuple[Any, ...]] = []
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), doc)]
+    while stack:
+        path, value = stack.pop()
+        out.append(path)
+        if isinstance(value, dict):
+            stack.extend((path + (k,), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((path + (i,), v) for i, v in enumerate(value))
+    out.sort(key=repr)
+    return out
+
+
+def _set(doc: Any, path: tuple[Any, ...], value: Any, delete: bool = False) -> Any:
+    if not path:
+        return value
+    doc = copy.deepcopy(doc)
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    if delete:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return doc
+
+
+def _positions(body: bytes, pattern: bytes) -> list[int]:
+    return [m.start() for m in re.finditer(re.escape(pattern), body)] or [0]
+
+
+KINDS = ["valid", "truncated", "flip", "insert-bytes", "bad-utf8", "deep", "deep-in-args", "number", "wrong-type",
+         "delete", "surrogate", "base64", "unknown-method", "message-type", "header", "duplicate", "list-size",
+         "json", "garbage", "empty", "other-endpoint", "over-limit"]
+
+
+def hostile_body(rng: Any) -> tuple[str, str, bytes]:
+    """(kind, endpoint 'fetch'|'store', body)."""
+    kind = rng.choice(KINDS)
+    endpoint = rng.choice(["fetch", "store"])
+    valid = {"fetch": VALID_FETCH, "store": VALID_STORE}[endpoint]
+    if endpoint == "fetch" and rng.randint(0, 3) == 0:
+        valid = rng.choice(OTHER_CALLS)
+    doc = json.loads(valid, strict=False)  # Apache leaves control characters unescaped
+    if kind == "valid":
+        return kind, endpoint, valid
+    if kind == "truncated":
+        return kind, endpoint, valid[: rng.randint(0, len(valid) - 1)]
+    if kind == "flip":
+        buf = bytearray(valid)
+        for _ in range(rng.randint(1, 8)):
+            buf[rng.randint(0, len(buf) - 1)] = rng.randint(0, 255)
+        return kind, endpoint, bytes(buf)
+    if kind in ("insert-bytes", "bad-utf8"):
+        pos = rng.randint(0, len(valid))
+        extra = rng.randbytes(rng.randint(1, 16)) if kind == "insert-bytes" else rng.choice(BAD_UTF8)
+        if kind == "bad-utf8" and rng.randint(0, 1):  # inside a string, where JSON would otherwise accept it
+            pos = rng.choice(_positions(valid, b'"')) + 1
+        return kind, endpoint, valid[:pos] + extra + valid[pos:]
+    if kind == "deep":
+        depth = rng.choice([1_000, 5_000, 100_000, rng.randint(10, 120_000)])
+        opener = rng.choice([b"[", b"{", b'{"a":', b'[1,"fetch",1,1,', b'{"1":{"rec":'])
+        closer = {b"[": b"]", b"{": b"}", b'{"a":': b"}", b'[1,"fetch",1,1,': b"]", b'{"1":{"rec":': b"}}"}[opener]
+        return kind, endpoint, opener * depth + b"1" + closer * (depth if rng.randint(0, 1) else 0)
+    if kind == "deep-in-args":
+        depth = rng.choice([900, 1_100, 100_000, rng.randint(10, 50_000)])
+        head = valid[: valid.index(b"{")]
+        return kind, endpoint, head + b'{"1":{"rec":{"1":{"lst":["str",1,' + b"[" * depth + b"]" * depth + b"]}}}}]"
+    if kind == "number":
+        numbers = [m.span() for m in re.finditer(rb"-?\d+(\.\d+)?", valid)]
+        start, end = rng.choice(numbers)
+        return kind, endpoint, valid[:start] + rng.choice(TRICKY_NUMBERS).encode() + valid[end:]
+    if kind in ("wrong-type", "delete"):
+        path = rng.choice(_paths(doc))
+        if kind == "delete" and path:
+            return kind, endpoint, _dumps(_set(doc, path, None, delete=True))
+        return kind, endpoint, _dumps(_set(doc, path, _json_value(rng)))
+    if kind == "surrogate":
+        pos = rng.choice(_positions(valid, b'"')) + 1
+        escape = b"\\u%04x" % rng.randint(0xD800, 0xDFFF)
+        return kind, endpoint, valid[:pos] + escape * rng.randint(1, 2) + valid[pos:]
+    if kind == "base64":
+        doc = json.loads(VALID_STORE, strict=False)
+        doc[4]["1"]["rec"]["20"]["rec"]["1"]["str"] = rng.choice(["!!!!", "A", "AB=C", "====", "\u00e9\u00e9", "A\x00",
+                                                                   "QUJD\n", "Q===", _text(rng)])
+        return kind, "store", _dumps(doc)
+    if kind == "unknown-method":
+        name = _text(rng)
+        return kind, endpoint, _dumps([1, name, 1, rng.randint(0, 2**31), _json_value(rng)])
+    if kind == "message-type":
+        mtype = rng.choice([0, 2, 3, 4, 5, -1, 2**40, 1.0, True, "1", None])
+        return kind, endpoint, _dumps([doc[0], doc[1], mtype, *doc[3:]])
+    if kind == "header":
+        i = rng.randint(0, len(doc) - 1)
+        return kind, endpoint, _dumps(doc[:i] + [_json_value(rng)] + doc[i + 1:] if rng.randint(0, 3) else doc[:i])
+    if kind == "duplicate":
+        pos = rng.choice(_positions(valid, b"{")) + 1
+        field = b'"%d":%s,' % (rng.randint(0, 21), _dumps(_json_value(rng)) if rng.randint(0, 1) else b'{"i32":5}')
+        return kind, endpoint, valid[:pos] + field + valid[pos:]
+    if kind == "list-size":
+        lists = [m.end() for m in re.finditer(rb'\["(str|rec|i64|dbl)",', valid)]
+        if not lists:
+            return kind, endpoint, _dumps(doc[:4] + [{"1": {"rec": {"1": {"lst": ["str", 2**62]}}}}])
+        pos = rng.choice(lists)
+        end = valid.index(b",", pos) if b"," in valid[pos:] else valid.index(b"]", pos)
+        size = str(rng.choice(TRICKY_INTS) * rng.choice([1, -1])).encode()
+        return kind, endpoint, valid[:pos] + size + valid[min(end, valid.index(b"]", pos)):]
+    if kind == "json":
+        return kind, endpoint, _dumps(_json_value(rng))
+    if kind == "garbage":
+        return kind, endpoint, rng.randbytes(rng.randint(1, 200))
+    if kind == "empty":
+        return kind, endpoint, rng.choice([b"", b" ", b"\n", b"null", b"[]", b"{}", b"\xef\xbb\xbf"])
+    if kind == "other-endpoint":  # a store call on the fetch endpoint and the other way round
+        return kind, "store" if valid is VALID_FETCH else "fetch", valid
+    # over-limit: the limit exactly (still parsed: whitespace) or one byte over it
+    size = LIMIT + rng.randint(0, 1)
+    return kind, endpoint, VALID_FETCH + b" " * (size - len(VALID_FETCH))
+
+
+class Hostile(NamedTuple):
+    kind: str
+    endpoint: str
+    body: bytes
+    how: str = "plain"
+
+    def __repr__(self) -> str:  # bodies run to megabytes: show their ends
+        body = self.body if len(self.body) <= 400 else self.body[:300] + b"..." + self.body[-100:]
+        return f"Hostile({self.kind!r}, {self.endpoint!r}, {body!r} ({len(self.body)} bytes), {self.how!r})"
+
+
+@st.composite
+def hostile_requests(draw: Any) -> Hostile:
+    kind, endpoint, body = hostile_body(_Draws(draw))
+    return Hostile(kind, endpoint, body, draw(st.sampled_from(["plain", "plain", "chunked", "gzip"])))
+
+
+def walk(root: str) -> Iterator[str]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            yield os.path.join(dirpath, name)
+
+
+def snapshot(root: str, skip: str) -> dict[str, bytes]:
+    """Content of every file under ``root`` outside ``skip`` (links: their targets' paths)."""
+    out = {}
+    for path in walk(root):
+        if os.path.dirname(path) == skip and not os.path.islink(path):
+            continue
+        if os.path.islink(path):
+            out[path] = os.readlink(path).encode()
+        else:
+            with open(path, "rb") as f:
+                out[path] = f.read()
+    return out
+
+
+@FUZZ_SETTINGS
+@given(hostile_requests())
+async def test_fuzzed_tjson_requests(env: Env, caplog: pytest.LogCaptureFixture, case: Hostile) -> None:
+    kind, endpoint, body, how = case
+    TRIED[kind] += 1
+    since = len(caplog.records)
+    status, headers, reply = await send(env, endpoint, body, how)
+    doc = check_reply(status, headers, reply, case)
+    if kind == "valid":
+        assert doc is not None and doc[2] == 2, reply[:300]
+    elif kind in ("deep", "empty", "garbage"):  # not a message: refused whole, or a TApplicationException
+        refused = status in (400, 413) or (doc is not None and doc[2] == 3)
+        assert refused, (case, status, reply[:300])
+    elif kind == "over-limit" and len(body) > LIMIT:
+        assert status == 413
+    await check_alive(env)
+    no_errors(caplog, since, case)
+
+
+@pytest.fixture
+def outside_before(env: Env) -> dict[str, bytes]:
+    return snapshot(env.root, env.store)
+
+
+@FUZZ_SETTINGS
+@given(st.one_of(st.sampled_from(["..", "../x", "../../outside/victim", "/etc/passwd", "link", "dirlink/victim",
+                                  "a/../../b", "..\\x", "\x00", "a\x00/../x", ".", "~", "\u2215x", "x" * 300,
+                                  "é" * 126, "secret", "../secret", "\ufeffx", "\u202eevil", ""]),
+                 st.text(min_size=0, max_size=40),
+                 st.text(alphabet="./\\x\x00~", min_size=1, max_size=12)))
+async def test_hostile_ids_store_nothing_outside(env: Env, caplog: pytest.LogCaptureFixture,
+                                                 outside_before: dict[str, bytes], comm_id: str) -> None:
+    TRIED["hostile-id"] += 1
+    since = len(caplog.records)
+    status, headers, reply = await send(env, "store", store_call(create_comm(comm_id, "hostile id")))
+    doc = check_reply(status, headers, reply, comm_id)
+    assert doc is not None and doc[2] == 2, (comm_id, reply[:300])
+    if doc[4]:  # refused: a ServicesException saying why, and no file
+        assert doc[4]["1"]["rec"]["1"]["str"], reply
+    else:
+        path = os.path.join(env.store, f"{comm_id}.comm")
+        assert os.path.isfile(path) and not os.path.islink(path), comm_id
+        assert read_communication_from_file(path).id == comm_id
+    # ...and a fetch of the same id (and its traversals) reaches nothing outside the served directory.
+    status, headers, reply = await send(env, "fetch", fetch_call([comm_id, f"../{comm_id}", "../outside/secret"]))
+    doc = check_reply(status, headers, reply, comm_id)
+    assert doc is not None and doc[2] == 2, (comm_id, reply[:300])
+    assert {c["1"]["str"] for c in doc[4]["0"]["rec"]["1"]["lst"][2:]} <= set(IDS), (comm_id, reply[:300])
+    assert snapshot(env.root, env.store) == outside_before
+    check_store_dir(env)
+    no_errors(caplog, since, comm_id)
+
+
+# -- many at once, and memory ------------------------------------------------------------------------------------
+async def test_hostile_flood_rss_bounded_and_good_client_served(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """Eight attackers at once, N hostile requests in all, while a good client fetches; RSS measured around them."""
+    total = int(os.environ.get("AIOACCESS_HTTP_FLOOD", "2000"))
+    kinds: Counter[str] = Counter()
+    statuses: Counter[int] = Counter()
+
+    async def attacker(seed: int, n: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(n):
+            kind, endpoint, body = hostile_body(rng)
+            how = rng.choice(["plain", "plain", "chunked", "gzip"])
+            status, headers, reply = await send(env, endpoint, body, how)
+            check_reply(status, headers, reply, Hostile(kind, endpoint, body, how))
+            kinds[kind] += 1
+            statuses[status] += 1
+
+    async def good_client(stop: asyncio.Event) -> int:
+        calls = 0
+        while not stop.is_set():
+            await check_alive(env)
+            calls += 1
+        return calls
+
+    await attacker(0, 200)  # warm-up: first-use allocations (codecs, parsers, connection buffers)
+    before = rss_kib()
+    stop = asyncio.Event()
+    good = asyncio.create_task(good_client(stop))
+    try:
+        await asyncio.gather(*(attacker(seed, total // 8) for seed in range(1, 9)))
+    finally:
+        stop.set()
+        good_calls = await good
+    after = rss_kib()
+    no_errors(caplog, 0, "flood")
+    TRIED.update(kinds)
+    print(f"\nhostile flood: {sum(kinds.values())} requests by 8 attackers, {good_calls} good fetches all right; "
+          f"RSS {before} -> {after} KiB ({after - before:+d}); statuses {dict(sorted(statuses.items()))}; "
+          f"kinds tried over the module {dict(sorted(TRIED.items()))}")
+    assert good_calls > 0
+    assert after - before < 64 * 1024, f"RSS grew from {before} KiB to {after} KiB under the flood"
+    check_store_dir(env)
