@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .app import (
     CONTENT_TYPE,
+    DEFAULT_BODY_TIMEOUT,
     DEFAULT_CLIENT_MAX_SIZE,
     FETCH_PATH,
     STORE_PATH,
@@ -15,6 +16,7 @@ from .app import (
 
 __all__ = [
     "CONTENT_TYPE",
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_CLIENT_MAX_SIZE",
     "FETCH_PATH",
     "STORE_PATH",
