@@ -18,6 +18,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -49,6 +50,9 @@ _INTS = (TType.BYTE, TType.I16, TType.I32, TType.I64)
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class TJSONError(ValueError):
     """A body that is not a TJSON message, or a value of the wrong shape."""
 
@@ -63,12 +67,25 @@ class TJSONMessage(NamedTuple):
 
 
 def parse_message(data: bytes | str) -> TJSONMessage:
-    """Parse ``[1,"name",type,seqid,{args}]``; raise TJSONError saying what is wrong."""
+    """Parse ``[1,"name",type,seqid,{args}]``; raise TJSONError saying what is wrong.
+
+    Bytes must be UTF-8 (Apache's reader reads nothing else); nesting deeper than
+    the interpreter's recursion limit and a method name that is not valid Unicode
+    (a lone ``\\uD800``-style surrogate) are refused.  String values are checked
+    when :func:`struct_from_doc` reads them.
+    """
+    if isinstance(data, bytes | bytearray | memoryview):
+        try:
+            data = bytes(data).decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise TJSONError(f"malformed JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
         # Apache's own writer leaves control characters in strings unescaped: accept them.
         doc = json.loads(data, strict=False)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         raise TJSONError(f"malformed JSON: {exc}") from exc
+    except RecursionError:
+        raise TJSONError("malformed JSON: nested too deeply") from None
     if not isinstance(doc, list) or len(doc) not in (4, 5):
         raise TJSONError("not a TJSON message: expected [1,\"method\",type,seqid,{args}]")
     version, name, mtype, seqid = doc[:4]
@@ -77,6 +94,8 @@ def parse_message(data: bytes | str) -> TJSONMessage:
         raise TJSONError(f"unsupported TJSON version {version!r}: expected 1")
     if not isinstance(name, str):
         raise TJSONError("TJSON method name is not a string")
+    if _LONE_SURROGATE.search(name):
+        raise TJSONError("TJSON method name holds a lone UTF-16 surrogate (not valid Unicode)")
     if not _is_int(mtype) or not _is_int(seqid):
         raise TJSONError("TJSON message type and seqid must be integers")
     if not isinstance(args, dict):
@@ -212,6 +231,8 @@ def _from_doc(value: Any, ttype: int, sub: Any, where: str) -> Any:
     if ttype == TType.STRING:
         if not isinstance(value, str):
             raise TJSONError(f"{where}: expected a string")
+        if _LONE_SURROGATE.search(value):  # Thrift strings are UTF-8; Apache's reader refuses these too
+            raise TJSONError(f"{where}: a string holds a lone UTF-16 surrogate (not valid Unicode)")
         return value
     if ttype in _INTS:
         if _is_int(value):
@@ -231,8 +252,8 @@ def _from_doc(value: Any, ttype: int, sub: Any, where: str) -> Any:
             if isinstance(value, bool):
                 raise TypeError
             return float(value)
-        except (TypeError, ValueError):
-            raise TJSONError(f"{where}: expected a number") from None
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer like 10**400
+            raise TJSONError(f"{where}: expected a number (a double)") from None
     if ttype == TType.BINARY:
         if not isinstance(value, str):
             raise TJSONError(f"{where}: expected a base64 string")
@@ -248,7 +269,7 @@ def _from_key(key: str, ttype: int, sub: Any, where: str) -> Any:
         return _from_doc(key, ttype, sub, where)
     try:
         return _from_doc(json.loads(key), ttype, sub, where)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise TJSONError(f"{where}: bad map key {key!r}") from None
 
 

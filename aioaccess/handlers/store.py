@@ -44,7 +44,11 @@ def validate_comm_id(comm_id: object) -> str:
         raise InvalidCommId(comm_id, "id is empty")
     if any(ord(c) < 32 or ord(c) == 127 for c in comm_id):
         raise InvalidCommId(comm_id, "id contains NUL or control characters")
-    if len(comm_id.encode("utf-8")) > MAX_ID_BYTES:
+    try:
+        size = len(comm_id.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: no file, key or wire string can hold it
+        raise InvalidCommId(comm_id.encode("utf-8", "backslashreplace").decode(), "id is not valid Unicode") from None
+    if size > MAX_ID_BYTES:
         raise InvalidCommId(comm_id, f"id is longer than {MAX_ID_BYTES} bytes")
     return comm_id
 
@@ -70,6 +74,8 @@ class StoreHandler:
 
     async def store(self, communication: Communication) -> None:
         """Store a Communication object (encoded once, here)."""
+        if communication is None:
+            raise InvalidCommId("None", "no Communication was given")
         comm_id = self.check_id(communication.id)
         await self._put_raw(comm_id, codec.write_communication_to_buffer(communication))
 

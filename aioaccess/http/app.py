@@ -18,7 +18,6 @@ import contextlib
 import inspect
 import logging
 import os
-import re
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -112,18 +111,11 @@ class TJSONEndpoint:
                        max_size=max_size, actual_size=request.content_length)
         body = await _read_body(request)
         try:
-            msg, escapes = _parse(body)
+            msg = tjson.parse_message(body)
         except tjson.TJSONError as exc:
             raise _bad(web.HTTPBadRequest, str(exc)) from None
         if msg.mtype != tjson.CALL:
             raise _bad(web.HTTPBadRequest, f"TJSON message type {msg.mtype} is not a call (1)")
-        if escapes and _has_lone_surrogate(msg.args):
-            # Thrift strings are UTF-8: Apache's TJSON reader refuses these too (TProtocolException).
-            logger.info("Refusing %s: a string argument holds a lone surrogate", msg.name)
-            reply = tjson.application_exception(msg.name, msg.seqid, _PROTOCOL_ERROR,
-                                                f"Cannot read arguments of {msg.name}: a string holds a lone "
-                                                "UTF-16 surrogate (not valid Unicode)")
-            return web.Response(body=reply, content_type=CONTENT_TYPE)
         try:
             reply = await self.answer(msg)
         except Exception as exc:  # e.g. a handler result that does not fit the method's result type
@@ -215,46 +207,6 @@ async def _read_body(request: web.Request) -> bytes:
     except ConnectionError:  # the client went away mid-body: nobody to answer
         logger.debug("Client disconnected before sending the whole request body")
         raise web.HTTPBadRequest(text="incomplete request body\n") from None
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _parse(body: bytes) -> tuple[tjson.TJSONMessage, bool]:
-    """The TJSON message in ``body`` and whether its text holds ``\\uD...`` escapes; TJSONError if it is none.
-
-    Stricter than ``json.loads(bytes)``: the body must be UTF-8 (not UTF-16 or
-    -32, no encoded surrogates), nesting deeper than the interpreter's
-    recursion limit is refused, and so is a method name that is not valid Unicode.
-    """
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise tjson.TJSONError(f"malformed JSON: body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    try:
-        msg = tjson.parse_message(text)
-    except RecursionError:
-        raise tjson.TJSONError("malformed JSON: nested too deeply") from None
-    escapes = "\\ud" in text or "\\uD" in text
-    if escapes and _LONE_SURROGATE.search(msg.name):
-        raise tjson.TJSONError("TJSON method name holds a lone UTF-16 surrogate (not valid Unicode)")
-    return msg, escapes
-
-
-def _has_lone_surrogate(doc: Any) -> bool:
-    """Whether any string (or key) in a parsed JSON document holds an unpaired surrogate."""
-    stack = [doc]
-    while stack:  # not recursive: the document may be nested as deep as the parser allowed
-        value = stack.pop()
-        if isinstance(value, str):
-            if _LONE_SURROGATE.search(value):
-                return True
-        elif isinstance(value, dict):
-            stack.extend(value)
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return False
 
 
 _MAX_SIZE: web.AppKey[int] = web.AppKey("client_max_size", int)

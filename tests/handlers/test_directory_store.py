@@ -96,6 +96,18 @@ def test_check_id_refuses_a_missing_id(store_dir: str) -> None:
         DirectoryBackedStoreHandler(store_dir).check_id(None)
 
 
+def test_check_id_refuses_a_lone_surrogate_with_a_message_that_encodes(store_dir: str) -> None:
+    with pytest.raises(InvalidCommId, match="not valid Unicode") as info:
+        DirectoryBackedStoreHandler(store_dir).check_id("bad-\ud800")
+    str(info.value).encode("utf-8")  # it can travel in a ServicesException
+
+
+async def test_store_of_nothing_is_a_clear_error(store_dir: str) -> None:
+    with pytest.raises(InvalidCommId, match="no Communication"):
+        await DirectoryBackedStoreHandler(store_dir).store(None)  # type: ignore[arg-type]
+    assert os.listdir(store_dir) == []
+
+
 async def test_symlink_planted_in_the_store_does_not_lead_outside(tmp_path: Any, store_dir: str) -> None:
     outside = tmp_path / "outside.comm"
     outside.write_bytes(b"precious")
