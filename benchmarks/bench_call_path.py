@@ -1,0 +1,130 @@
+"""Python cost of one fetch call in the server, without sockets.
+
+A ``FramedProtocol`` over the benchmark corpus (directory, zip, memory) gets
+fetch frames, as concrete-python's client writes them, straight into
+``data_received``; its transport only counts writes.  What is timed is
+everything aioaccess does per call (framing, parsing, lookup, reply) and
+nothing of the kernel or the event loop: the number the fetch benchmark's
+profile cannot separate from ``send()``.
+
+    python -m benchmarks.bench_call_path [--calls 200000] [--rounds 3] [dir zip mem]
+
+Set ``AIOACCESS_PURE_PYTHON=1`` to time the pure-Python fallback.  Prints the
+best round's microseconds per call for each source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from aioaccess import codec
+from aioaccess.backends import (
+    CommunicationContainer,
+    DirectoryBackedCommunicationContainer,
+    MemoryBackedCommunicationContainer,
+    ZipFileBackedCommunicationContainer,
+)
+from aioaccess.handlers import CommunicationContainerFetchHandler
+from aioaccess.schema import FetchCommunicationService
+from aioaccess.server import Processor, ServerConfig, ServerState
+from aioaccess.server.protocol import FramedProtocol
+
+from .corpus import ensure_corpus
+from .loadgen import build_fetch_frames
+
+__all__ = ["time_call_path"]
+
+
+class _CountingTransport:
+    """Just enough of a transport: counts what the server writes."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, data: Any) -> None:
+        self.writes += 1
+
+    def writelines(self, data: Any) -> None:
+        self.writes += 1
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+async def time_call_path(container: CommunicationContainer, frames: list[bytes], calls: int, rounds: int) -> float:
+    """Best microseconds per call of ``rounds`` runs of ``calls`` fetch frames through one connection."""
+    if isinstance(container, MemoryBackedCommunicationContainer):
+        await container.load()
+    processor = Processor(FetchCommunicationService, CommunicationContainerFetchHandler(container))
+    proto = FramedProtocol(processor, ServerState(ServerConfig(idle_timeout=None)))
+    transport = _CountingTransport()
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    for frame in frames:  # warm every cache; a call that reads a file finishes in a Task
+        proto.data_received(frame)
+        while proto.busy or proto.pending:
+            await asyncio.sleep(0.001)
+    transport.writes = 0
+    best = float("inf")
+    mask = len(frames) - 1
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for i in range(calls):
+            proto.data_received(frames[i & mask])
+        best = min(best, (time.perf_counter() - started) / calls)
+    if transport.writes != rounds * calls:
+        raise RuntimeError(f"{transport.writes} replies for {rounds * calls} calls")
+    await container.aclose()
+    return best * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sources", nargs="*", metavar="dir|zip|mem", help="sources to time (default: all three)")
+    parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("-n", type=int, default=5000, help="Communications in the corpus")
+    parser.add_argument("--size", type=int, default=6000, help="bytes per Communication")
+    args = parser.parse_args(argv)
+    sources = args.sources or ["dir", "zip", "mem"]
+    if set(sources) - {"dir", "zip", "mem"}:
+        parser.error(f"unknown source(s): {', '.join(sorted(set(sources) - {'dir', 'zip', 'mem'}))}")
+    corpus = ensure_corpus(args.n, args.size)
+    ids = corpus.ids()
+    frames = build_fetch_frames(ids, 1, 4096, seed=1)
+    make = {
+        "dir": lambda: DirectoryBackedCommunicationContainer(corpus.directory),
+        "zip": lambda: ZipFileBackedCommunicationContainer(corpus.zip_path),
+        "mem": lambda: MemoryBackedCommunicationContainer(corpus.tgz_path),
+    }
+    try:
+        import uvloop
+        run: Any = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    print(f"codec = {codec.IMPLEMENTATION}, {args.calls} calls x {args.rounds} rounds, best round")
+    for source in sources:
+        us = run(time_call_path(make[source](), frames, args.calls, args.rounds))
+        print(f"  {source:4s} {us:6.2f} us/call")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
