@@ -205,14 +205,17 @@ class MemoryDict(CommunicationContainer):
         return len(self.raw_table)
 
 
+def redact(result: FetchResult) -> FetchResult:
+    for comm in result.communications:
+        comm.text = "[redacted]"
+    return result
+
+
 class Redacting(CommunicationContainerFetchHandler):
     """Overrides fetch only: every Communication's text is replaced."""
 
     async def fetch(self, fetch_request: FetchRequest) -> FetchResult:
-        result = await super().fetch(fetch_request)
-        for comm in result.communications:
-            comm.text = "[redacted]"
-        return result
+        return redact(await super().fetch(fetch_request))
 
 
 class Filtering(CommunicationContainerFetchHandler):
@@ -223,11 +226,10 @@ class Filtering(CommunicationContainerFetchHandler):
 
 
 class RedactingFiltering(Filtering):
+    """Overrides both, one level apart: super().fetch must reach Filtering's fetch_raw."""
+
     async def fetch(self, fetch_request: FetchRequest) -> FetchResult:
-        result = await super().fetch(fetch_request)
-        for comm in result.communications:
-            comm.text = "[redacted]"
-        return result
+        return redact(await super().fetch(fetch_request))
 
 
 @pytest.mark.parametrize(("handler_cls", "ids", "texts"), [
