@@ -2911,35 +2911,36 @@ py_fetch_reply_now(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if ((head & 0x0F) != 8 || head >= 0xF0)
         Py_RETURN_NONE;
     int n = head >> 4;
-    PyObject *comms[14];
+    PyObject *comms[14]; /* strong references: the dict may change while later ids are looked up */
+    int held = 0;
+    PyObject *out = NULL;
     Py_ssize_t total = 0;
     for (int i = 0; i < n; i++) {
         if (q >= end || *q >= 0x80 || end - q - 1 < *q)
-            Py_RETURN_NONE;
+            goto decline;
         Py_ssize_t size = *q++;
         PyObject *key = PyUnicode_DecodeUTF8((const char *)q, size, NULL);
         if (key == NULL) {
             PyErr_Clear(); /* not UTF-8: the general path reports it */
-            Py_RETURN_NONE;
+            goto decline;
         }
         q += size;
         PyObject *value = PyDict_GetItemWithError(table, key); /* borrowed */
         Py_DECREF(key);
         if (value == NULL) {
             if (PyErr_Occurred())
-                return NULL;
-            Py_RETURN_NONE;
+                goto done;
+            goto decline;
         }
         if (!PyBytes_CheckExact(value))
-            Py_RETURN_NONE;
-        comms[i] = value;
+            goto decline;
+        Py_INCREF(value);
+        comms[held++] = value;
         total += PyBytes_GET_SIZE(value);
     }
     /* end of FetchRequest, end of fetch_args, end of message */
-    if (end - q != 2 || q[0] != 0 || q[1] != 0)
-        Py_RETURN_NONE;
-    if (total >= join_below)
-        Py_RETURN_NONE;
+    if (end - q != 2 || q[0] != 0 || q[1] != 0 || total >= join_below)
+        goto decline;
     unsigned char rhead[32];
     Py_ssize_t h = 0;
     rhead[h++] = 0x82;
@@ -2956,10 +2957,10 @@ py_fetch_reply_now(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     rhead[h++] = (unsigned char)((n << 4) | 12);
     Py_ssize_t size = h + total + 2;
     if (n > 1 && size > max_size)
-        Py_RETURN_NONE;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, 4 + size);
+        goto decline;
+    out = PyBytes_FromStringAndSize(NULL, 4 + size);
     if (out == NULL)
-        return NULL;
+        goto done;
     unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
     o[0] = (unsigned char)(size >> 24);
     o[1] = (unsigned char)(size >> 16);
@@ -2975,6 +2976,12 @@ py_fetch_reply_now(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     o[0] = 0;
     o[1] = 0;
+    goto done;
+decline:
+    out = Py_NewRef(Py_None);
+done:
+    while (held > 0)
+        Py_DECREF(comms[--held]);
     return out;
 }
 
