@@ -36,16 +36,15 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import IO, Any
+from typing import Any, NoReturn, Self
 
 import pytest
+from _procs import ManagedProcess, unused_port
 
 __all__ = [
     "MotoServerProcess",
@@ -60,15 +59,6 @@ __all__ = [
     "set_dummy_aws_env",
 ]
 
-#: Seconds a service may take to answer after it was started.
-START_TIMEOUT = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def set_dummy_aws_env() -> None:
     """Dummy credentials and region for moto (kept if already set)."""
@@ -79,58 +69,27 @@ def set_dummy_aws_env() -> None:
     os.environ.setdefault("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
 
 
-class ServiceProcess:
-    """A service subprocess whose output goes to a log file (no pipes to leak)."""
+class ServiceProcess(ManagedProcess):
+    """A service subprocess (``ManagedProcess``) with its log in the temp directory, appended to."""
 
     name = "service"
 
     def __init__(self, argv: list[str], port: int) -> None:
-        self.argv = argv
-        self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self.log_path = os.path.join(tempfile.gettempdir(), f"aioaccess-{self.name}-{port}-{os.getpid()}.log")
+        log_path = os.path.join(tempfile.gettempdir(), f"aioaccess-{self.name}-{port}-{os.getpid()}.log")
+        super().__init__(argv, port, log_path, log_mode="ab", grace=10)
 
     def ready(self) -> bool:
         raise NotImplementedError
 
-    def start(self) -> None:
+    def start(self) -> Self:
         """Start the process and wait until it answers."""
         if shutil.which(self.argv[0]) is None:
             pytest.fail(f"{self.argv[0]} is not on PATH: install it to run the {self.name} tests "
                         "(tests/run.sh does), or deselect them with -m 'not redis and not s3'", pytrace=False)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self.ready():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                with open(self.log_path, "rb") as f:
-                    tail = f.read()[-2000:].decode("utf-8", "replace")
-                pytest.fail(f"{self.argv[0]} did not start on port {self.port}:\n{tail}", pytrace=False)
-            time.sleep(0.05)
+        return super().start()
 
-    def stop(self) -> None:
-        """Terminate the process and wait for it."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> ServiceProcess:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def start_failed(self, status: int | None) -> NoReturn:
+        pytest.fail(f"{self.argv[0]} did not start on port {self.port}:\n{self.log_tail(2000)}", pytrace=False)
 
 
 class RedisServerProcess(ServiceProcess):
@@ -139,7 +98,7 @@ class RedisServerProcess(ServiceProcess):
     name = "redis"
 
     def __init__(self, port: int | None = None) -> None:
-        port = port or _free_port()
+        port = port or unused_port()
         super().__init__(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                           "--appendonly", "no"], port)
 
@@ -162,7 +121,7 @@ class MotoServerProcess(ServiceProcess):
     name = "moto"
 
     def __init__(self, port: int | None = None) -> None:
-        port = port or _free_port()
+        port = port or unused_port()
         super().__init__(["moto_server", "-H", "127.0.0.1", "-p", str(port)], port)
 
     @property

@@ -11,7 +11,6 @@ import atexit
 import json
 import os
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -19,9 +18,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any, NoReturn
 
 import pytest
+from _procs import ManagedProcess, unused_port, wait_for_port
 
 from aioaccess.wire.messages import CALL, EXCEPTION, REPLY, build_message, parse_header
 
@@ -91,95 +91,22 @@ def rss_kb(pid: int) -> int:
 
 
 def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Wait until something accepts on 127.0.0.1:``port``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}") from None
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    """Wait until something accepts on 127.0.0.1:``port`` (``_procs.wait_for_port``)."""
+    wait_for_port(proc, port, timeout=timeout)
 
 
-class AioaccessProcess:
-    """``python -m aioaccess COMMAND ARGS --port PORT`` as a subprocess; output to a log file."""
+class AioaccessProcess(ManagedProcess):
+    """``python -m aioaccess COMMAND ARGS --port PORT`` as a subprocess; output to a log file, removed by stop()."""
 
     def __init__(self, *args: str, port: int | None = None, nofile: tuple[int, int] | None = None) -> None:
         if port is None:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = int(s.getsockname()[1])
-        self.port = port
-        self.argv = [sys.executable, "-m", "aioaccess", *args, "--host", "127.0.0.1", "--port", str(port)]
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = os.path.join(tempfile.gettempdir(), f"aioaccess-reliability-{port}-{os.getpid()}.log")
-        self._log: IO[bytes] | None = None
-        self.nofile = nofile  # (soft, hard) RLIMIT_NOFILE the server starts with
-        self.last_log = ""
+            port = unused_port()
+        super().__init__([sys.executable, "-m", "aioaccess", *args, "--host", "127.0.0.1", "--port", str(port)], port,
+                         os.path.join(tempfile.gettempdir(), f"aioaccess-reliability-{port}-{os.getpid()}.log"),
+                         grace=15, keep_log=False, nofile=nofile)
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> AioaccessProcess:
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        nofile = self.nofile
-
-        def limit() -> None:
-            if nofile is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
-
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                     preexec_fn=limit if nofile is not None else None)
-        try:
-            wait_port(self.port, proc=self.proc)
-        except BaseException:
-            self.stop()
-            pytest.fail(f"{' '.join(self.argv)} did not start:\n{self.log_tail()}", pytrace=False)
-        return self
-
-    def log_tail(self, n: int = 3000) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode("utf-8", "replace")
-        except FileNotFoundError:
-            return self.last_log[-n:]
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no cleanup."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-            self.last_log = self.log_tail(20_000)  # kept for failure messages; the file goes
-            os.unlink(self.log_path)
-
-    def __enter__(self) -> AioaccessProcess:
-        return self if self.proc is not None else self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def start_failed(self, status: int | None) -> NoReturn:
+        pytest.fail(f"{' '.join(self.argv)} did not start:\n{self.log_tail()}", pytrace=False)
 
 
 class ThreadedServer:
