@@ -23,7 +23,6 @@ __all__ = [
     "decode_struct",
     "encode",
     "encode_struct",
-    "fetch_reply_now",
     "read_communication_from_buffer",
     "read_string_field",
     "skip",
@@ -49,8 +48,6 @@ encode = _impl.encode
 skip = _impl.skip
 read_string_field = _impl.read_string_field
 to_tjson = _impl.to_tjson
-#: The server's fetch fast path (see ``compact.fetch_reply_now``).
-fetch_reply_now = _impl.fetch_reply_now
 
 
 def decode_struct(buf: bytes | bytearray | memoryview, cls: type) -> Any:

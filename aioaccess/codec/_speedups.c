@@ -15,6 +15,11 @@
  *   read_string_field(buf, field_id, offset=0) -> str | None
  *   to_tjson(buf, cls, offset=0) -> (bytes, end)
  *
+ * and the server's fetch fast path, whose pure-Python twin is
+ * aioaccess.wire.messages._fetch_reply_now:
+ *
+ *   fetch_reply_now(data, table, max_reply_size, join_below) -> bytes | None
+ *
  * Output of encode() is byte-identical to Apache Thrift's accelerated compact
  * encoder (fields in field-id order, None fields skipped, bools folded into
  * field headers, bool list elements as 1/2, map header omitted types when
@@ -3002,7 +3007,8 @@ static PyMethodDef methods[] = {
 
 PyDoc_STRVAR(module_doc,
 "Compiled Thrift compact-protocol codec for thriftpy2 structs.\n\n"
-"Same API as aioaccess.codec.compact (the pure-Python twin).");
+"Same codec API as aioaccess.codec.compact (the pure-Python twin), plus\n"
+"fetch_reply_now (twin: aioaccess.wire.messages._fetch_reply_now).");
 
 static struct PyModuleDef moduledef = {
     PyModuleDef_HEAD_INIT, "_speedups", module_doc, -1, methods,

@@ -20,7 +20,7 @@ from .errors import CodecError
 
 _T_STRUCT, _T_MAP, _T_SET, _T_LIST = TType.STRUCT, TType.MAP, TType.SET, TType.LIST
 
-__all__ = ["MAX_DEPTH", "decode", "encode", "fetch_reply_now", "read_string_field", "skip", "to_tjson"]
+__all__ = ["MAX_DEPTH", "decode", "encode", "read_string_field", "skip", "to_tjson"]
 
 #: Deepest nesting of structs and containers any codec accepts.
 MAX_DEPTH = 64
@@ -220,68 +220,3 @@ def to_tjson(buf: bytes | bytearray | memoryview, cls: type, offset: int = 0) ->
     doc = TApacheJSONProtocol(None)._thrift_to_dict(obj)
     return json.dumps(doc, separators=(",", ":")).encode("utf-8"), end
 
-
-# fetch_reply_now: a framed compact "fetch" CALL, up to its seqid varint, and from the name on.
-_FETCH_CALL_HEAD = b"\x82\x21"
-_FETCH_CALL_NAME = b"\x05fetch\x1c\x19"
-_FETCH_REPLY_HEAD = b"\x82\x41"
-_FETCH_REPLY_NAME = b"\x05fetch\x0c\x00\x19"  # success: field 0 in long form, a struct
-
-
-def fetch_reply_now(data: bytes, table: dict[str, bytes], max_reply_size: int, join_below: int) -> bytes | None:
-    """The framed reply to ``data`` when it is one framed ``fetch`` CALL of ids all in ``table``; else None.
-
-    Only the usual layout is answered: fewer than 15 ids, each under 128 bytes,
-    no other FetchRequest field.  None also for a reply of several
-    Communications over ``max_reply_size`` bytes, or of ``join_below`` or more
-    Communication bytes, which the caller writes without joining.
-    """
-    if type(data) is not bytes or type(table) is not dict or len(data) < 16:
-        return None
-    if int.from_bytes(data[:4], "big") != len(data) - 4 or data[4:6] != _FETCH_CALL_HEAD:
-        return None
-    pos, seqid, shift = 6, 0, 0
-    while True:
-        if pos >= len(data) or shift > 28:
-            return None
-        b = data[pos]
-        pos += 1
-        seqid |= (b & 0x7F) << shift
-        if not b & 0x80:
-            break
-        shift += 7
-    if seqid > 0xFFFFFFFF or data[pos : pos + 8] != _FETCH_CALL_NAME or pos + 9 > len(data):
-        return None
-    head = data[pos + 8]
-    pos += 9
-    if head & 0x0F != 8 or head >= 0xF0:
-        return None
-    comms = []
-    for _ in range(head >> 4):
-        size = data[pos] if pos < len(data) else 0x80
-        if size >= 0x80 or len(data) - pos - 1 < size:
-            return None
-        try:
-            comm_id = data[pos + 1 : pos + 1 + size].decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        pos += 1 + size
-        comm = table.get(comm_id)
-        if type(comm) is not bytes:
-            return None
-        comms.append(comm)
-    if data[pos:] != b"\x00\x00":
-        return None
-    total = sum(map(len, comms))
-    if total >= join_below:
-        return None
-    varint = bytearray()
-    while seqid >= 0x80:
-        varint.append((seqid & 0x7F) | 0x80)
-        seqid >>= 7
-    varint.append(seqid)
-    head_bytes = _FETCH_REPLY_HEAD + bytes(varint) + _FETCH_REPLY_NAME + bytes(((len(comms) << 4) | 12,))
-    size = len(head_bytes) + total + 2
-    if len(comms) > 1 and size > max_reply_size:
-        return None
-    return b"".join((size.to_bytes(4, "big"), head_bytes, *comms, b"\x00\x00"))

@@ -25,10 +25,9 @@ try:
 except ImportError:  # not POSIX
     fcntl = termios = None  # type: ignore[assignment]
 
-from ..codec import fetch_reply_now
 from ..exceptions import ProtocolError
 from ..wire.framing import FrameDecoder
-from ..wire.messages import WRITEV_FROM, build_application_exception, parse_header
+from ..wire.messages import WRITEV_FROM, build_application_exception, fetch_reply_now, parse_header
 
 if TYPE_CHECKING:
     from .dispatch import Processor

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from .. import codec
 from ..exceptions import ProtocolError, ReplyTooLarge
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "parse_application_exception",
     "build_fetch_reply",
     "build_fetch_reply_parts",
+    "fetch_reply_now",
     "build_message",
     "parse_fetch_call",
     "parse_fetch_request_ids",
@@ -182,6 +184,62 @@ def build_fetch_reply_parts(seqid: int, comms: Sequence[bytes], max_size: int = 
     if size > max_size and n > 1:
         raise ReplyTooLarge(size, max_size)
     return [size.to_bytes(4, "big") + head, *comms, _FETCH_REPLY_END]
+
+
+def _fetch_reply_now(data: bytes, table: dict[str, bytes], max_reply_size: int, join_below: int) -> bytes | None:
+    """The framed reply to ``data`` when it is one framed ``fetch`` CALL of ids all in ``table``; else None.
+
+    Only the usual layout is answered: fewer than 15 ids, each under 128 bytes,
+    no other FetchRequest field.  None also for a reply of several
+    Communications over ``max_reply_size`` bytes, or of ``join_below`` or more
+    Communication bytes, which the caller writes without joining.  The reply is
+    :func:`build_fetch_reply`'s.  The compiled codec has the same function.
+    """
+    if type(data) is not bytes or type(table) is not dict or len(data) < 16:
+        return None
+    if int.from_bytes(data[:4], "big") != len(data) - 4 or data[4:6] != _FETCH_CALL_HEAD:
+        return None
+    try:
+        seqid, pos = read_varint(data, 6)  # at most 5 bytes
+    except ProtocolError:
+        return None
+    if seqid > 0xFFFFFFFF or data[pos : pos + 8] != _FETCH_CALL_NAME or pos + 9 > len(data):
+        return None
+    head = data[pos + 8]
+    pos += 9
+    if head & 0x0F != 8 or head >= 0xF0:
+        return None
+    comms = []
+    for _ in range(head >> 4):
+        size = data[pos] if pos < len(data) else 0x80
+        if size >= 0x80 or len(data) - pos - 1 < size:
+            return None
+        try:
+            comm_id = data[pos + 1 : pos + 1 + size].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        pos += 1 + size
+        comm = table.get(comm_id)
+        if type(comm) is not bytes:
+            return None
+        comms.append(comm)
+    if data[pos:] != b"\x00\x00" or sum(map(len, comms)) >= join_below:
+        return None
+    try:
+        return build_fetch_reply(seqid, comms, max_reply_size)
+    except ReplyTooLarge:
+        return None
+
+
+# The framed fetch CALL up to its seqid varint, and from the name to FetchRequest's list header.
+_FETCH_CALL_HEAD = b"\x82\x21"
+_FETCH_CALL_NAME = b"\x05fetch\x1c\x19"
+
+#: The server's fetch fast path: the compiled codec's when it is active, else :func:`_fetch_reply_now`.
+if codec.IMPLEMENTATION == "c":
+    from ..codec._speedups import fetch_reply_now  # type: ignore[import-not-found]
+else:
+    fetch_reply_now = _fetch_reply_now
 
 
 # A compact CALL of "fetch": protocol id, CALL|version, varint seqid, name, then

@@ -26,17 +26,17 @@ from thrift.transport.TSocket import TSocket
 from aioaccess import codec
 from aioaccess.backends.base import CommunicationContainer
 from aioaccess.backends.directory import DirectoryBackedCommunicationContainer
-from aioaccess.codec import compact
 from aioaccess.handlers.fetch import CommunicationContainerFetchHandler
 from aioaccess.schema import FetchCommunicationService, FetchRequest, FetchResult
 from aioaccess.server import Processor, ServerConfig, ServerState
 from aioaccess.server.protocol import FramedProtocol
 from aioaccess.server.wrappers import FetchCommunicationServiceWrapper
+from aioaccess.wire import messages
 from aioaccess.wire.messages import DEFAULT_MAX_REPLY_SIZE, WRITEV_FROM, build_fetch_reply
 
 COMMS = {c.id: cp_write(c) for c in concrete_comms(6, prefix="fp")}
 
-IMPLS = [compact.fetch_reply_now]
+IMPLS = [messages._fetch_reply_now]
 if codec.IMPLEMENTATION == "c":
     from aioaccess.codec import _speedups  # type: ignore[attr-defined]
 
