@@ -170,7 +170,7 @@ _WATCHING: weakref.WeakSet[DirectoryBackedCommunicationContainer] = weakref.Weak
 
 def _after_fork_in_child() -> None:
     for container in list(_WATCHING):
-        container._drop_inherited_watch()
+        container._watch_off(forked=True)  # the child starts again on its first read
 
 
 if hasattr(os, "register_at_fork"):
@@ -454,11 +454,15 @@ class DirectoryBackedCommunicationContainer(CommunicationContainer):
         _WATCHING.add(self)
         logger.debug("Watching %d directories for %s", len(self._wd_dirs), self.directory_path)
 
-    def _watch_off(self) -> None:
-        """Stop watching (if watching) and empty the cache; a later read may start again."""
+    def _watch_off(self, *, forked: bool = False) -> None:
+        """Stop watching (if watching) and empty the cache; a later read may start again.
+
+        ``forked``: in a forked child, whose inotify queue and epoll set are shared with the
+        parent, only our copy of the fd is closed (no ``remove_reader``).
+        """
         loop, fd, self._loop, self._fd = self._loop, self._fd, None, None
         if fd is not None:
-            if loop is not None and not loop.is_closed():
+            if loop is not None and not loop.is_closed() and not forked:
                 loop.remove_reader(fd)
             assert self._close_fd is not None
             self._close_fd()
@@ -474,17 +478,6 @@ class DirectoryBackedCommunicationContainer(CommunicationContainer):
             self._wants_watch = False
             logger.warning("Stopped watching %s: %s; every cached read is now confirmed with stat",
                            self.directory_path, reason)
-
-    def _drop_inherited_watch(self) -> None:
-        # In a forked child: the inotify queue and the parent's epoll set are shared with the parent, so
-        # only close our copy of the fd (no remove_reader) and start again on the child's first read.
-        if self._fd is not None:
-            assert self._close_fd is not None
-            self._close_fd()
-        self._loop = self._fd = None
-        _WATCHING.discard(self)
-        self._generation += 1
-        self._forget_all()
 
     def _on_events(self) -> None:
         """Drop the cached entry of every file an event names; give up on anything the watch cannot follow."""

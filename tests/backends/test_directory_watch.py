@@ -438,3 +438,31 @@ async def test_watch_true_refuses_what_it_cannot_watch(tree: tuple[str, dict[str
     with pytest.raises(RuntimeError, match="inotify_simple is not installed"):
         DirectoryBackedCommunicationContainer(root, watch=True)
     assert not DirectoryBackedCommunicationContainer(root)._wants_watch
+
+
+async def test_a_forked_child_drops_its_copy_of_the_watch_and_the_parent_keeps_watching(
+        tree: tuple[str, dict[str, str]], comms: list[Any]) -> None:
+    root, paths = tree
+    container = await _watched(root)
+    first = comms[0]
+    await container.get_raw(first.id)
+    assert first.id in container.raw_table
+    parent_fd = container._fd
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no shared inotify queue, nothing trusted without a watch of its own
+        ok = (container._fd is None and container._loop is None and not container.raw_table
+              and parent_fd not in _inotify_fds())
+        os.write(write_end, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write_end)
+    got = os.read(read_end, 1)
+    os.close(read_end)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert got == b"1"
+    assert container._fd == parent_fd and first.id in container.raw_table
+    new = cp_write(concrete_comms(1, prefix="after-fork")[0])
+    _replace(paths[first.id], new)
+    await _until(lambda: first.id not in container.raw_table, "the parent's watch drops the entry")
+    assert await container.get_raw(first.id) == new
+    await container.aclose()
