@@ -17,11 +17,8 @@ import types
 
 import thriftpy2
 
-__all__ = [
-    "SCHEMA_DIR",
-    "MODULE_NAMES",
-    "modules",
-    # modules
+#: The schema files (without ``.thrift``), dependencies first; each is also a module attribute.
+MODULE_NAMES: tuple[str, ...] = (
     "uuid",
     "spans",
     "email",
@@ -39,6 +36,13 @@ __all__ = [
     "communication",
     "services",
     "access",
+)
+
+__all__ = [
+    "SCHEMA_DIR",
+    "MODULE_NAMES",
+    "modules",
+    *MODULE_NAMES,
     # uuid
     "UUID",
     # spans
@@ -137,26 +141,6 @@ __all__ = [
 #: Directory holding the ``.thrift`` files.
 SCHEMA_DIR: str = os.path.dirname(os.path.abspath(__file__))
 
-#: The schema files (without ``.thrift``), dependencies first.
-MODULE_NAMES: tuple[str, ...] = (
-    "uuid",
-    "spans",
-    "email",
-    "twitter",
-    "nitf",
-    "audio",
-    "metadata",
-    "language",
-    "property",
-    "linking",
-    "structure",
-    "entities",
-    "situations",
-    "clustering",
-    "communication",
-    "services",
-    "access",
-)
 
 # thriftpy2 names an included file's module after the includer's name prefix ("aioaccess_"
 # + file name + "_thrift") and caches parsed modules by that name, so loading every file
