@@ -25,12 +25,13 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import random
 import resource
 import sys
 import time
 from typing import Any
+
+from aioaccess.bench.stats import proc_cpu_seconds
 
 __all__ = ["build_fetch_frames", "proc_cpu_seconds", "raise_nofile", "run_load"]
 
@@ -45,16 +46,6 @@ def raise_nofile(want: int = 65536) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = target
     return soft
-
-
-def proc_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` (all its threads), from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def build_fetch_frames(ids: list[str], k: int, count: int, seed: int = 0) -> list[bytes]:

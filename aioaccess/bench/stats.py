@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import os
 import random
 import resource
 import time
@@ -22,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Op", "OpStats", "PhaseResult", "cpu_seconds", "error_kind", "percentile", "run_phase"]
+__all__ = ["Op", "OpStats", "PhaseResult", "cpu_seconds", "error_kind", "percentile", "proc_cpu_seconds", "run_phase"]
 
 #: An op takes the index of the call (0, 1, 2, ...) and returns the payload bytes it moved.
 Op = Callable[[int], Awaitable[int]]
@@ -32,6 +33,16 @@ def cpu_seconds() -> float:
     """User + system CPU seconds of this process so far (all threads)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (all its threads), from /proc; None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from .. import __version__
 from ..bench.payloads import Payload, load_corpus, synthetic
-from ..bench.stats import Op, PhaseResult, run_phase
+from ..bench.stats import Op, PhaseResult, proc_cpu_seconds, run_phase
 from .errors import UsageError
 from .run import run
 from .sources import add_backend_options
@@ -139,7 +139,7 @@ def _check_common(args: argparse.Namespace) -> None:
         raise UsageError(f"--latency-ms must be >= 0, not {args.latency_ms}")
     if args.payloads < 1:
         raise UsageError(f"--payloads must be >= 1, not {args.payloads}")
-    if args.server_pid is not None and _proc_cpu(args.server_pid) is None:
+    if args.server_pid is not None and proc_cpu_seconds(args.server_pid) is None:
         raise UsageError(f"--server-pid {args.server_pid}: no such local process")
     if args.plot:
         try:
@@ -156,15 +156,6 @@ async def _payloads(args: argparse.Namespace) -> list[Payload]:
         return payloads
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, synthetic, args.payloads, args.size, args.seed)
-
-
-def _proc_cpu(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _Progress:
@@ -199,11 +190,11 @@ async def _sweep(args: argparse.Namespace, phases: list[tuple[str, dict[str, Op]
         for concurrency in args.concurrency:
             for label, ops, weights in phases:
                 on_progress = progress.phase(f"{label} c={concurrency}", args.count)
-                server0 = _proc_cpu(server_pid) if server_pid else None
+                server0 = proc_cpu_seconds(server_pid) if server_pid else None
                 result: PhaseResult = await run_phase(ops, concurrency, count=args.count, duration=args.duration,
                                                       weights=weights, timeout=args.timeout, seed=args.seed,
                                                       on_progress=on_progress)
-                server1 = _proc_cpu(server_pid) if server_pid else None
+                server1 = proc_cpu_seconds(server_pid) if server_pid else None
                 phase_rows = result.rows(label)
                 if server0 is not None and server1 is not None:
                     for row in phase_rows:
