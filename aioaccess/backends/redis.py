@@ -25,6 +25,7 @@ from .base import CommunicationContainer
 
 __all__ = [
     "DEFAULT_REDIS_TIMEOUT",
+    "RedisHash",
     "RedisHashBackedCommunicationContainer",
     "make_redis_client",
     "redis_call",
@@ -72,16 +73,12 @@ async def redis_call(awaitable: Awaitable[T], what: str, timeout: float | None) 
         raise BackendUnavailable("redis", f"{what} failed: {exc}") from exc
 
 
-class RedisHashBackedCommunicationContainer(CommunicationContainer):
-    """Maps ids to the fields of the Redis hash ``key``.
+class RedisHash:
+    """One Redis hash ``key`` reached through ``redis_db``: what the Redis container and store share.
 
-    Get-many is one ``HMGET``; ``contains`` is ``HEXISTS``; ``count`` is
-    ``HLEN``; iteration and ``ids()`` use ``HKEYS``.  ``redis_db`` is
-    a ``redis.asyncio.Redis`` created with ``decode_responses=False``; the
-    caller owns it unless ``owns_client=True``.
+    Commands go through :func:`redis_call` with ``timeout``; ``aclose`` closes
+    ``redis_db`` only when ``owns_client``.
     """
-
-    NAME = "redis"
 
     def __init__(self, redis_db: aioredis.Redis, key: str, *, timeout: float | None = DEFAULT_REDIS_TIMEOUT,
                  owns_client: bool = False) -> None:
@@ -92,6 +89,24 @@ class RedisHashBackedCommunicationContainer(CommunicationContainer):
 
     async def _call(self, awaitable: Awaitable[T], what: str) -> T:
         return await redis_call(awaitable, what, self.timeout)
+
+    async def aclose(self) -> None:
+        if self.owns_client:
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis_db.aclose()
+
+
+class RedisHashBackedCommunicationContainer(RedisHash, CommunicationContainer):
+    """Maps ids to the fields of the Redis hash ``key``.
+
+    Get-many is one ``HMGET``; ``contains`` is ``HEXISTS``; ``count`` is
+    ``HLEN``; iteration and ``ids()`` use ``HKEYS``.  ``redis_db`` is
+    a ``redis.asyncio.Redis`` created with ``decode_responses=False``; the
+    caller owns it unless ``owns_client=True``.
+    """
+
+    NAME = "redis"
+
 
     async def _get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
         if not ids:
@@ -118,8 +133,3 @@ class RedisHashBackedCommunicationContainer(CommunicationContainer):
     async def ping(self) -> None:
         """Check Redis answers (BackendUnavailable if not)."""
         await self._call(self.redis_db.ping(), "PING")
-
-    async def aclose(self) -> None:
-        if self.owns_client:
-            with contextlib.suppress(RedisError, OSError):
-                await self.redis_db.aclose()
