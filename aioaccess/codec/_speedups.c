@@ -2638,6 +2638,27 @@ pair(PyObject *a, Py_ssize_t end)
 /* Module functions                                                          */
 /* ------------------------------------------------------------------------ */
 
+/* The (buf, cls, offset=0) arguments of decode and to_tjson: the class's description, the
+   buffer (release it with inbuf_release) and the checked offset.  -1 with an exception set. */
+static int
+struct_args(const char *fn, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+            StructDesc **sd, InBuf *b, Py_ssize_t *off)
+{
+    static const char *const names[] = {"buf", "cls", "offset"};
+    PyObject *a[3];
+    if (parse_args(fn, args, nargs, kwnames, names, 2, 3, a) < 0)
+        return -1;
+    if ((*sd = get_desc(a[1])) == NULL)
+        return -1;
+    if (inbuf_get(a[0], b) < 0)
+        return -1;
+    if (parse_offset(a[2], b->len, off) < 0) {
+        inbuf_release(b);
+        return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(decode_doc,
 "decode(buf, cls, offset=0) -> (obj, end)\n\n"
 "Decode one compact-protocol struct of thriftpy2 class *cls* from the\n"
@@ -2649,21 +2670,11 @@ PyDoc_STRVAR(decode_doc,
 static PyObject *
 py_decode(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    static const char *const names[] = {"buf", "cls", "offset"};
-    PyObject *a[3];
-    if (parse_args("decode", args, nargs, kwnames, names, 2, 3, a) < 0)
-        return NULL;
-    StructDesc *sd = get_desc(a[1]);
-    if (sd == NULL)
-        return NULL;
+    StructDesc *sd;
     InBuf b;
-    if (inbuf_get(a[0], &b) < 0)
-        return NULL;
     Py_ssize_t off;
-    if (parse_offset(a[2], b.len, &off) < 0) {
-        inbuf_release(&b);
+    if (struct_args("decode", args, nargs, kwnames, &sd, &b, &off) < 0)
         return NULL;
-    }
     /* allocate the result first: no GC allocation (hence no collection
        scanning the fresh tree) happens after gc_restore() re-tracks it */
     PyObject *result = PyTuple_New(2);
@@ -2817,21 +2828,11 @@ PyDoc_STRVAR(to_tjson_doc,
 static PyObject *
 py_to_tjson(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    static const char *const names[] = {"buf", "cls", "offset"};
-    PyObject *a[3];
-    if (parse_args("to_tjson", args, nargs, kwnames, names, 2, 3, a) < 0)
-        return NULL;
-    StructDesc *sd = get_desc(a[1]);
-    if (sd == NULL)
-        return NULL;
+    StructDesc *sd;
     InBuf b;
-    if (inbuf_get(a[0], &b) < 0)
-        return NULL;
     Py_ssize_t off;
-    if (parse_offset(a[2], b.len, &off) < 0) {
-        inbuf_release(&b);
+    if (struct_args("to_tjson", args, nargs, kwnames, &sd, &b, &off) < 0)
         return NULL;
-    }
     Reader r = READER(b.data + off, b.data + b.len, b.data);
     Writer w;
     Py_ssize_t cap = (b.len - off) * 2 + 64;
