@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from _services import *  # noqa: F403 - redis_server, s3_server fixtures
+from hypothesis import settings
 
 from aioaccess import (
     CommunicationContainerFetchHandler,
@@ -20,6 +21,13 @@ from aioaccess import (
     FetchCommunicationServiceWrapper,
     StoreCommunicationServiceWrapper,
 )
+
+# Hypothesis: with CI set, every run draws the same examples (a red CI run is replayed by running the
+# suite again with CI=1); locally each run explores new ones.  Either way a failure prints its
+# @reproduce_failure blob.  HYPOTHESIS_PROFILE=ci|dev picks one explicitly.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
 def unused_port() -> int:
