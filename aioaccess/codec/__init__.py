@@ -27,6 +27,7 @@ __all__ = [
     "read_string_field",
     "skip",
     "to_tjson",
+    "validate",
     "write_communication_to_buffer",
 ]
 
@@ -46,6 +47,7 @@ _impl, IMPLEMENTATION = _load()
 decode = _impl.decode
 encode = _impl.encode
 skip = _impl.skip
+validate = _impl.validate
 read_string_field = _impl.read_string_field
 to_tjson = _impl.to_tjson
 

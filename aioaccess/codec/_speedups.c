@@ -12,6 +12,7 @@
  *   decode(buf, cls, offset=0) -> (obj, end)
  *   encode(obj) -> bytes
  *   skip(buf, offset=0) -> end
+ *   validate(buf, cls, offset=0) -> end
  *   read_string_field(buf, field_id, offset=0) -> str | None
  *   to_tjson(buf, cls, offset=0) -> (bytes, end)
  *
@@ -1601,6 +1602,167 @@ done:
 }
 
 /* ------------------------------------------------------------------------ */
+/* validate: skip with a schema (what decode accepts + required fields)      */
+/* ------------------------------------------------------------------------ */
+
+/* One pass over the bytes, no objects: accepts exactly what decode(buf, cls)
+   accepts (same type, length, range, nesting and UTF-8 rules, same fields
+   skipped) and, in addition, every struct at every depth must hold each of its
+   required fields with the schema's type (a field of another type is skipped
+   by decode, so it counts as missing). */
+
+static int validate_struct(Reader *r, const StructDesc *sd, int depth);
+
+static int
+v_utf8(Reader *r, const uint8_t *s, Py_ssize_t n)
+{
+    if (LIKELY(all_ascii(s, n)))
+        return 0;
+    const uint8_t *e = s + n;
+    while (s < e) {
+        if (*s < 0x80) {
+            s++;
+            continue;
+        }
+        int k = utf8_seq_len(s, e);
+        if (!k) {
+            PyErr_Format(CodecError, "invalid UTF-8 in string at offset %zd",
+                         (Py_ssize_t)(s - r->base));
+            return -1;
+        }
+        s += k;
+    }
+    return 0;
+}
+
+INLINE int
+v_string(Reader *r)
+{
+    Py_ssize_t n;
+    if (read_size(r, &n) < 0)
+        return -1;
+    R_NEED(r, n);
+    const uint8_t *s = r->p;
+    r->p += n;
+    return v_utf8(r, s, n);
+}
+
+/* a value of schema type t (its wire type already checked); depth as in decode_value */
+static int
+validate_value(Reader *r, const TypeDesc *t, int depth)
+{
+    Py_ssize_t n;
+    switch (t->ttype) {
+    case T_STRUCT:
+        return validate_struct(r, t->sd, depth + 1);
+    case T_STRING:
+        return v_string(r);
+    case T_LIST:
+    case T_SET: {
+        int et;
+        if (UNLIKELY(depth + 1 > MAX_DEPTH)) {
+            r_error(r, "nesting too deep");
+            return -1;
+        }
+        if (read_list_header(r, &n, &et) < 0)
+            return -1;
+        if (n == 0)
+            return 0;
+        const TypeDesc *e = t->elem;
+        if (UNLIKELY(!ctype_matches(e, et))) {
+            r_error(r, "list element type does not match the schema");
+            return -1;
+        }
+        if (e->ttype == T_STRUCT) {
+            for (Py_ssize_t i = 0; i < n; i++) {
+                if (validate_struct(r, e->sd, depth + 2) < 0)
+                    return -1;
+            }
+            return 0;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (validate_value(r, e, depth + 1) < 0)
+                return -1;
+        }
+        return 0;
+    }
+    case T_MAP: {
+        int kt, vt;
+        if (UNLIKELY(depth + 1 > MAX_DEPTH)) {
+            r_error(r, "nesting too deep");
+            return -1;
+        }
+        if (read_map_header(r, &n, &kt, &vt) < 0)
+            return -1;
+        if (n && UNLIKELY(!ctype_matches(t->key, kt) || !ctype_matches(t->elem, vt))) {
+            r->p--;
+            r_error(r, "map key/value types do not match the schema");
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (validate_value(r, t->key, depth + 1) < 0 || validate_value(r, t->elem, depth + 1) < 0)
+                return -1;
+        }
+        return 0;
+    }
+    case T_BOOL:
+        R_NEED(r, 1);   /* inside a container: one byte */
+        r->p++;
+        return 0;
+    }
+    return skip_scalar(r, t->ctype);
+}
+
+static int
+validate_struct(Reader *r, const StructDesc *sd, int depth)
+{
+    if (UNLIKELY(depth > MAX_DEPTH)) {
+        r_error(r, "nesting too deep");
+        return -1;
+    }
+    uint64_t seen_small = 0, *seen = &seen_small;   /* bit i: field i present with its type */
+    if (UNLIKELY(sd->nfields > 64)) {
+        seen = PyMem_Calloc((size_t)(sd->nfields + 63) / 64, sizeof(uint64_t));
+        if (seen == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    int rc = -1;
+    int32_t last = 0, fid;
+    int ct;
+    for (;;) {
+        if (read_field_header(r, &last, &ct, &fid) < 0)
+            goto done;
+        if (ct == CT_STOP)
+            break;
+        const FieldDesc *fd = sd_lookup(sd, fid);
+        if (fd == NULL || !ctype_matches(&fd->t, ct)) {   /* decode skips it */
+            if (ct != CT_TRUE && ct != CT_FALSE && skip_value(r, ct, depth) < 0)
+                goto done;
+            continue;
+        }
+        Py_ssize_t i = fd - sd->fields;
+        seen[i >> 6] |= (uint64_t)1 << (i & 63);
+        if (fd->t.ttype != T_BOOL && validate_value(r, &fd->t, depth) < 0)
+            goto done;
+    }
+    for (Py_ssize_t i = 0; i < sd->nfields; i++) {
+        const FieldDesc *fd = &sd->fields[i];
+        if (fd->required && !(seen[i >> 6] & ((uint64_t)1 << (i & 63)))) {
+            PyErr_Format(CodecError, "%s.%U (field %d) is required but missing, at offset %zd",
+                         sd->tp->tp_name, fd->name, (int)fd->fid, (Py_ssize_t)(r->p - r->base));
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    if (seen != &seen_small)
+        PyMem_Free(seen);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Output buffer                                                             */
 /* ------------------------------------------------------------------------ */
 
@@ -2758,6 +2920,30 @@ py_skip(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnam
     return PyLong_FromSsize_t(end);
 }
 
+PyDoc_STRVAR(validate_doc,
+"validate(buf, cls, offset=0) -> end\n\n"
+"Check, in one pass and without building objects, that the compact struct at\n"
+"*offset* is what decode(buf, cls, offset) accepts and that every struct in it,\n"
+"at any depth, holds its required fields; return the offset just past it.\n"
+"Otherwise raise CodecError (a missing field is named as Struct.field).");
+
+static PyObject *
+py_validate(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    StructDesc *sd;
+    InBuf b;
+    Py_ssize_t off;
+    if (struct_args("validate", args, nargs, kwnames, &sd, &b, &off) < 0)
+        return NULL;
+    Reader r = READER(b.data + off, b.data + b.len, b.data);
+    int rc = validate_struct(&r, sd, 1);
+    Py_ssize_t end = r.p - r.base;
+    inbuf_release(&b);
+    if (rc < 0)
+        return NULL;
+    return PyLong_FromSsize_t(end);
+}
+
 PyDoc_STRVAR(read_string_field_doc,
 "read_string_field(buf, field_id, offset=0) -> str | None\n\n"
 "Return the value of the top-level string field *field_id* of the compact\n"
@@ -2997,6 +3183,8 @@ static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))py_encode, METH_FASTCALL | METH_KEYWORDS,
      encode_doc},
     {"skip", (PyCFunction)(void (*)(void))py_skip, METH_FASTCALL | METH_KEYWORDS, skip_doc},
+    {"validate", (PyCFunction)(void (*)(void))py_validate, METH_FASTCALL | METH_KEYWORDS,
+     validate_doc},
     {"read_string_field", (PyCFunction)(void (*)(void))py_read_string_field,
      METH_FASTCALL | METH_KEYWORDS, read_string_field_doc},
     {"to_tjson", (PyCFunction)(void (*)(void))py_to_tjson, METH_FASTCALL | METH_KEYWORDS,

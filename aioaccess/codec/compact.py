@@ -1,8 +1,8 @@
-"""Pure-Python compact protocol: a validating scanner plus thriftpy2's codec.
+"""Pure-Python compact protocol: a validating scanner (``scan``) plus thriftpy2's codec.
 
 The scanner walks compact bytes without building objects (``skip``,
-``read_string_field``); ``decode``/``encode`` use thriftpy2's pure-Python
-``TCompactProtocol`` after the scanner has bounded the input.  The compiled
+``validate``, ``read_string_field``); ``decode``/``encode`` use thriftpy2's
+pure-Python ``TCompactProtocol`` after the scanner has checked the input.  The compiled
 ``_speedups`` module has the same functions with the same signatures.
 """
 
@@ -17,151 +17,40 @@ from thriftpy2.thrift import TType
 from thriftpy2.transport import TMemoryBuffer
 
 from .errors import CodecError
+from .scan import MAX_DEPTH, SIZE, decodable, field_header, skip, skip_value, validate, varint
 
 _T_STRUCT, _T_MAP, _T_SET, _T_LIST = TType.STRUCT, TType.MAP, TType.SET, TType.LIST
+_TRUE, _FALSE, _BINARY = 1, 2, 8
 
-__all__ = ["MAX_DEPTH", "decode", "encode", "read_string_field", "skip", "to_tjson"]
-
-#: Deepest nesting of structs and containers any codec accepts.
-MAX_DEPTH = 64
-
-# Compact wire types.
-_STOP, _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = range(13)
-
-
-def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end:
-            raise CodecError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise CodecError("varint longer than 10 bytes")
-
-
-def _skip_value(buf: memoryview, pos: int, end: int, ctype: int, depth: int) -> int:
-    if ctype in (_TRUE, _FALSE):
-        # Only reached for bools inside containers: one byte each.
-        if pos >= end:
-            raise CodecError("truncated bool")
-        return pos + 1
-    if ctype == _BYTE:
-        if pos >= end:
-            raise CodecError("truncated byte")
-        return pos + 1
-    if ctype in (_I16, _I32, _I64):
-        return _varint(buf, pos, end)[1]
-    if ctype == _DOUBLE:
-        if pos + 8 > end:
-            raise CodecError("truncated double")
-        return pos + 8
-    if ctype == _BINARY:
-        size, pos = _varint(buf, pos, end)
-        if size > end - pos:
-            raise CodecError(f"string length {size} exceeds the {end - pos} bytes left")
-        return pos + size
-    if ctype == _STRUCT:
-        return _skip_struct(buf, pos, end, depth + 1)
-    if ctype in (_LIST, _SET):
-        if depth + 1 > MAX_DEPTH:
-            raise CodecError(f"nesting deeper than {MAX_DEPTH}")
-        if pos >= end:
-            raise CodecError("truncated list header")
-        head = buf[pos]
-        pos += 1
-        size, etype = head >> 4, head & 0x0F
-        if size == 15:
-            size, pos = _varint(buf, pos, end)
-        if size > end - pos:
-            raise CodecError(f"list of {size} elements exceeds the {end - pos} bytes left")
-        for _ in range(size):
-            pos = _skip_value(buf, pos, end, etype, depth + 1)
-        return pos
-    if ctype == _MAP:
-        if depth + 1 > MAX_DEPTH:
-            raise CodecError(f"nesting deeper than {MAX_DEPTH}")
-        size, pos = _varint(buf, pos, end)
-        if size == 0:
-            return pos
-        if pos >= end:
-            raise CodecError("truncated map header")
-        if 2 * size > end - pos:
-            raise CodecError(f"map of {size} entries exceeds the {end - pos} bytes left")
-        kv = buf[pos]
-        pos += 1
-        ktype, vtype = kv >> 4, kv & 0x0F
-        for _ in range(size):
-            pos = _skip_value(buf, pos, end, ktype, depth + 1)
-            pos = _skip_value(buf, pos, end, vtype, depth + 1)
-        return pos
-    raise CodecError(f"unknown compact type {ctype}")
-
-
-def _field_header(buf: memoryview, pos: int, end: int, last_fid: int) -> tuple[int, int, int]:
-    """Return (compact type, field id, position after the header); type 0 is STOP."""
-    if pos >= end:
-        raise CodecError("truncated struct: no STOP")
-    head = buf[pos]
-    pos += 1
-    ctype = head & 0x0F
-    if ctype == _STOP:
-        return _STOP, 0, pos
-    delta = head >> 4
-    if delta:
-        return ctype, last_fid + delta, pos
-    raw, pos = _varint(buf, pos, end)
-    return ctype, (raw >> 1) ^ -(raw & 1), pos
-
-
-def _skip_struct(buf: memoryview, pos: int, end: int, depth: int) -> int:
-    if depth > MAX_DEPTH:
-        raise CodecError(f"nesting deeper than {MAX_DEPTH}")
-    fid = 0
-    while True:
-        ctype, fid, pos = _field_header(buf, pos, end, fid)
-        if ctype == _STOP:
-            return pos
-        if ctype not in (_TRUE, _FALSE):  # a bool field's value is its type
-            pos = _skip_value(buf, pos, end, ctype, depth)
-
-
-def skip(buf: bytes | bytearray | memoryview, offset: int = 0) -> int:
-    """Validate one compact struct at ``offset``; return the offset just past it."""
-    view = memoryview(buf)
-    if offset < 0 or offset > len(view):
-        raise CodecError(f"offset {offset} outside a {len(view)}-byte buffer")
-    return _skip_struct(view, offset, len(view), 1)
+__all__ = ["MAX_DEPTH", "decode", "encode", "read_string_field", "skip", "to_tjson", "validate"]
 
 
 def read_string_field(buf: bytes | bytearray | memoryview, field_id: int, offset: int = 0) -> str | None:
     """Return top-level string field ``field_id`` of the struct at ``offset``, or None if absent."""
     view = memoryview(buf)
     end = len(view)
+    if not 0 <= offset <= end:
+        raise CodecError(f"offset {offset} out of range for a buffer of {end} bytes")
     pos, fid = offset, 0
     while True:
-        ctype, fid, pos = _field_header(view, pos, end, fid)
-        if ctype == _STOP:
+        ctype, fid, pos = field_header(view, pos, end, fid)
+        if ctype == 0:
             return None
         if fid == field_id and ctype == _BINARY:
-            size, pos = _varint(view, pos, end)
+            size, pos = varint(view, pos, end, SIZE)
             if size > end - pos:
-                raise CodecError(f"string length {size} exceeds the {end - pos} bytes left")
+                raise CodecError(f"truncated input at offset {pos}")
             try:
                 return bytes(view[pos : pos + size]).decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise CodecError(f"field {field_id} is not valid UTF-8") from exc
+                raise CodecError(f"invalid UTF-8 in string at offset {pos + exc.start}") from exc
         if ctype not in (_TRUE, _FALSE):
-            pos = _skip_value(view, pos, end, ctype, 1)
+            pos = skip_value(view, pos, end, ctype, 1)
 
 
 def decode(buf: bytes | bytearray | memoryview, cls: type, offset: int = 0) -> tuple[Any, int]:
     """Decode one struct of thriftpy2 class ``cls`` at ``offset``; return (object, end offset)."""
-    end = skip(buf, offset)
+    end = decodable(buf, cls, offset)  # the compiled decode's checks, so thriftpy2 sees only what it accepts
     # strict_decode: invalid UTF-8 raises (thriftpy2 would hand back bytes), as the C codec does.
     proto = TCompactProtocol(TMemoryBuffer(bytes(memoryview(buf)[offset:end])), strict_decode=True)
     obj = cls()
