@@ -35,6 +35,7 @@ from .exceptions import (
     CorruptCommunication,
     FrameTooLarge,
     InvalidCommId,
+    InvalidCommunication,
     ProtocolError,
 )
 from .handlers import (
@@ -64,6 +65,7 @@ __all__ = [
     "FetchCommunicationServiceWrapper",
     "FrameTooLarge",
     "InvalidCommId",
+    "InvalidCommunication",
     "MappingContainer",
     "MemoryBackedCommunicationContainer",
     "ProtocolError",

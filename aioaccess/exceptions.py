@@ -8,6 +8,7 @@ __all__ = [
     "CorruptCommunication",
     "FrameTooLarge",
     "InvalidCommId",
+    "InvalidCommunication",
     "ProtocolError",
     "ReplyTooLarge",
 ]
@@ -54,6 +55,15 @@ class CorruptCommunication(AioaccessError):
 
     def __init__(self, comm_id: str, reason: str) -> None:
         super().__init__(f"stored Communication {comm_id!r} is corrupt: {reason}")
+        self.comm_id = comm_id
+        self.reason = reason
+
+
+class InvalidCommunication(CorruptCommunication):
+    """Bytes or a Communication a store refuses: malformed, or a required field missing at some depth."""
+
+    def __init__(self, comm_id: str, reason: str) -> None:
+        AioaccessError.__init__(self, f"refusing to store Communication {comm_id!r}: {reason}")
         self.comm_id = comm_id
         self.reason = reason
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from ..codec import CodecError
+from ..schema import Communication
 from ..server.supervisor import Supervisor, is_worker, reserve_port
 from .errors import UsageError
 from .run import run
@@ -283,7 +284,7 @@ def split_communications(name: str, data: bytes) -> list[tuple[str, bytes]]:
     out = []
     pos = 0
     while pos < len(data):
-        end = codec.skip(data, pos)
+        end = codec.validate(data, Communication, pos)  # what a store accepts: required fields at any depth
         raw = data[pos:end]
         comm_id = codec.read_string_field(raw, 1)
         if comm_id is None:

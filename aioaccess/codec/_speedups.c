@@ -124,6 +124,7 @@ struct StructDesc {
     int32_t min_fid, max_fid;
     int16_t *lut;             /* fid - min_fid -> index+1, or NULL */
     Py_ssize_t size_hint;     /* encode buffer hint */
+    uint64_t req_mask;        /* validate: bit i set if fields[i] (i < 64) is required */
 };
 
 static void
@@ -561,6 +562,10 @@ compile_struct(Compiler *c, PyObject *cls)
                          cls, (int)sd->fields[i].fid);
             goto fail;
         }
+    }
+    for (Py_ssize_t i = 0; i < sd->nfields && i < 64; i++) {
+        if (sd->fields[i].required)
+            sd->req_mask |= (uint64_t)1 << i;
     }
     if (sd->nfields) {
         sd->min_fid = sd->fields[0].fid;
@@ -1639,7 +1644,9 @@ INLINE int
 v_string(Reader *r)
 {
     Py_ssize_t n;
-    if (read_size(r, &n) < 0)
+    if (LIKELY(r->p < r->end && !(*r->p & 0x80)))
+        n = *r->p++;
+    else if (read_size(r, &n) < 0)
         return -1;
     R_NEED(r, n);
     const uint8_t *s = r->p;
@@ -1720,10 +1727,10 @@ validate_struct(Reader *r, const StructDesc *sd, int depth)
         r_error(r, "nesting too deep");
         return -1;
     }
-    uint64_t seen_small = 0, *seen = &seen_small;   /* bit i: field i present with its type */
+    uint64_t seen = 0, *more = NULL;   /* bit i: fields[i] present with its type */
     if (UNLIKELY(sd->nfields > 64)) {
-        seen = PyMem_Calloc((size_t)(sd->nfields + 63) / 64, sizeof(uint64_t));
-        if (seen == NULL) {
+        more = PyMem_Calloc((size_t)(sd->nfields + 63) / 64, sizeof(uint64_t));
+        if (more == NULL) {
             PyErr_NoMemory();
             return -1;
         }
@@ -1743,22 +1750,45 @@ validate_struct(Reader *r, const StructDesc *sd, int depth)
             continue;
         }
         Py_ssize_t i = fd - sd->fields;
-        seen[i >> 6] |= (uint64_t)1 << (i & 63);
-        if (fd->t.ttype != T_BOOL && validate_value(r, &fd->t, depth) < 0)
-            goto done;
-    }
-    for (Py_ssize_t i = 0; i < sd->nfields; i++) {
-        const FieldDesc *fd = &sd->fields[i];
-        if (fd->required && !(seen[i >> 6] & ((uint64_t)1 << (i & 63)))) {
-            PyErr_Format(CodecError, "%s.%U (field %d) is required but missing, at offset %zd",
-                         sd->tp->tp_name, fd->name, (int)fd->fid, (Py_ssize_t)(r->p - r->base));
-            goto done;
+        if (LIKELY(i < 64))
+            seen |= (uint64_t)1 << i;
+        else
+            more[i >> 6] |= (uint64_t)1 << (i & 63);
+        switch (fd->t.ttype) {
+        case T_BOOL:
+            continue;
+        case T_STRUCT:
+            if (validate_struct(r, fd->t.sd, depth + 1) < 0)
+                goto done;
+            continue;
+        case T_STRING:
+            if (v_string(r) < 0)
+                goto done;
+            continue;
+        case T_LIST: case T_SET: case T_MAP:
+            if (validate_value(r, &fd->t, depth) < 0)
+                goto done;
+            continue;
         }
+        if (skip_scalar(r, ct) < 0)
+            goto done;
     }
     rc = 0;
+    if (LIKELY((seen & sd->req_mask) == sd->req_mask && more == NULL))
+        goto done;
+    if (more != NULL)
+        more[0] = seen;
+    for (Py_ssize_t i = 0; i < sd->nfields; i++) {
+        const FieldDesc *fd = &sd->fields[i];
+        if (fd->required && !((more ? more[i >> 6] : seen) & ((uint64_t)1 << (i & 63)))) {
+            PyErr_Format(CodecError, "%s.%U (field %d) is required but missing, at offset %zd",
+                         sd->tp->tp_name, fd->name, (int)fd->fid, (Py_ssize_t)(r->p - r->base));
+            rc = -1;
+            break;
+        }
+    }
 done:
-    if (seen != &seen_small)
-        PyMem_Free(seen);
+    PyMem_Free(more);
     return rc;
 }
 

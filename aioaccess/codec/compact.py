@@ -22,7 +22,7 @@ from .scan import MAX_DEPTH, SIZE, decodable, field_header, skip, skip_value, va
 _T_STRUCT, _T_MAP, _T_SET, _T_LIST = TType.STRUCT, TType.MAP, TType.SET, TType.LIST
 _TRUE, _FALSE, _BINARY = 1, 2, 8
 
-__all__ = ["MAX_DEPTH", "decode", "encode", "read_string_field", "skip", "to_tjson", "validate"]
+__all__ = ["MAX_DEPTH", "decode", "encode", "missing_required", "read_string_field", "skip", "to_tjson", "validate"]
 
 
 def read_string_field(buf: bytes | bytearray | memoryview, field_id: int, offset: int = 0) -> str | None:
@@ -81,15 +81,36 @@ def _check_value(spec: Any, value: Any, path: str, depth: int) -> None:
             _check_value(sub[1], v, f"{path}[{k!r}]", depth + 1)
 
 
+class _Missing(CodecError):
+    """A required field left None: ``path`` names the field, ``where`` the struct and field."""
+
+    def __init__(self, path: str, where: str) -> None:
+        super().__init__(f"{path}: required field is None")
+        self.path, self.where = path, where
+
+
 def _check_required(obj: Any, path: str, depth: int = 1) -> None:
-    for field in obj.thrift_spec.values():
+    for fid, field in sorted(obj.thrift_spec.items()):
         name, required = field[1], field[-1]
         value = getattr(obj, name, None)
         if value is None:
             if required is True:
-                raise CodecError(f"{path}.{name}: required field is None")
+                raise _Missing(f"{path}.{name}", f"{type(obj).__name__}.{name} (field {fid})")
         elif len(field) == 4:
             _check_value((field[0], field[2]), value, f"{path}.{name}", depth)
+
+
+def missing_required(obj: Any) -> str | None:
+    """Say which required field of struct ``obj`` (at any depth) is None, e.g.
+    ``"Sentence.uuid (field 1) is required but missing, at Communication.sectionList[0]..."``; None if none is."""
+    try:
+        _check_required(obj, type(obj).__name__)
+    except _Missing as exc:
+        parent = exc.path.rpartition(".")[0]
+        return f"{exc.where} is required but missing" + (f", at {parent}" if "." in parent else "")
+    except CodecError:  # nesting too deep: not a missing field
+        return None
+    return None
 
 
 def encode(obj: Any) -> bytes:

@@ -12,8 +12,9 @@ import time
 from typing import ClassVar
 
 from .. import __version__, codec
-from ..backends.base import check_raw
-from ..exceptions import BackendUnavailable, InvalidCommId
+from ..codec import CodecError
+from ..codec.compact import missing_required
+from ..exceptions import BackendUnavailable, InvalidCommId, InvalidCommunication
 from ..schema import Communication, ServiceInfo
 
 __all__ = ["DEFAULT_TEMP_MAX_AGE", "DirectoryBackedStoreHandler", "StoreHandler", "is_temp_name", "validate_comm_id"]
@@ -77,12 +78,26 @@ class StoreHandler:
         if communication is None:
             raise InvalidCommId("None", "no Communication was given")
         comm_id = self.check_id(communication.id)
-        await self._put_raw(comm_id, codec.write_communication_to_buffer(communication))
+        try:
+            raw = codec.write_communication_to_buffer(communication)
+        except CodecError as exc:
+            reason = missing_required(communication)
+            if reason is None:  # e.g. an int out of range: the caller's values do not encode
+                raise
+            raise InvalidCommunication(comm_id, reason) from exc
+        await self._put_raw(comm_id, raw)
 
     async def store_raw(self, comm_id: str | None, raw: bytes) -> None:
-        """Store a Communication's compact bytes exactly as they arrived."""
+        """Store a Communication's compact bytes exactly as they arrived, once ``codec.validate`` accepts them:
+        what concrete-python can read back, every required field present at any depth."""
         comm_id = self.check_id(comm_id)
-        await self._put_raw(comm_id, check_raw(comm_id, raw))
+        try:
+            end = codec.validate(raw, Communication, 0)
+        except CodecError as exc:
+            raise InvalidCommunication(comm_id, str(exc)) from exc
+        if end != len(raw):
+            raise InvalidCommunication(comm_id, f"{len(raw) - end} bytes follow the Communication")
+        await self._put_raw(comm_id, raw)
 
     async def _put_raw(self, comm_id: str, raw: bytes) -> None:
         raise NotImplementedError

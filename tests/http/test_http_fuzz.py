@@ -243,7 +243,8 @@ NAMED: list[tuple[str, str, bytes, tuple[str, int, str]]] = [
      _exc(PROTOCOL_ERROR, "surrogate")),
     ("fetch without a FetchRequest", "fetch", b'[1,"fetch",1,1,{}]', _exc(PROTOCOL_ERROR, "no FetchRequest")),
     ("store without a Communication", "store", b'[1,"store",1,1,{}]', _exc(PROTOCOL_ERROR, "no Communication")),
-    ("store, Communication without its uuid", "store", NO_UUID, _exc(PROTOCOL_ERROR, "uuid: required field is None")),
+    ("store, Communication without its uuid", "store", NO_UUID,
+     ("declared", 0, "Communication.uuid (field 2) is required but missing")),
     ("store, i64 out of range", "store", _store("big", f',"5":{{"i64":{2**63}}}'),
      _exc(PROTOCOL_ERROR, "out of range for i64")),
     ("store, double too large to be one", "store", _store("dbl", ',"10":{"lst":["rec",1,{"1":{"rec":{"1":{"str":"u"}}},'
