@@ -9,7 +9,7 @@ One process, one run.  Two annotated Communications from ``aioaccess.corpus``
   ``TCompactProtocol`` (``thriftpy2.utils.deserialize``);
 * encode: ``_speedups.encode(comm)`` vs ``write_communication_to_buffer`` vs
   ``thriftpy2.utils.serialize``;
-* extras for aioaccess only: ``skip`` (validation), ``read_string_field``
+* extras for aioaccess only: ``skip`` (validation), ``validate`` (with the schema), ``read_string_field``
   (Communication.id) and ``to_tjson``, the latter next to Apache's pure-Python
   ``TJSONProtocol`` writer, which is what concrete-python's HTTP service uses.
 
@@ -165,6 +165,7 @@ def run(rounds: int, sample_seconds: float) -> dict:
 
         extras = {
             "skip": lambda buf=buf: S.skip(buf),
+            "validate": lambda buf=buf: S.validate(buf, Communication),
             "read_string_field": lambda buf=buf: S.read_string_field(buf, 1),
             "to_tjson": lambda buf=buf: S.to_tjson(buf, Communication),
             "apache_tjson_write": apache_tjson,

@@ -62,6 +62,9 @@ class StoreHandler:
     """
 
     NAME: ClassVar[str] = "StoreHandler"
+    #: ``store_raw`` refuses bytes that are not exactly one valid Communication, so the server may hand
+    #: it a store call's argument bytes without scanning them first.
+    checks_raw: ClassVar[bool] = True
 
     async def about(self) -> ServiceInfo:
         return ServiceInfo(name=self.NAME, version=__version__)

@@ -87,6 +87,8 @@ class Processor:
         store = self.methods.get("store")
         if store is not None and hasattr(handler, "store_raw"):
             store.fast = self._store_raw
+        #: The handler's store_raw checks that its bytes are exactly one Communication (``checks_raw``).
+        self._store_checks_raw = bool(getattr(handler, "checks_raw", False))
 
     def fetch_table(self) -> dict[str, bytes] | None:
         """id -> compact bytes the handler's container keeps current (its ``raw_table``), or None.
@@ -194,10 +196,15 @@ class Processor:
         return build_fetch_reply(header.seqid, comms, self.max_reply_size)
 
     async def _store_raw(self, msg: bytes, header: MessageHeader) -> bytes:
-        span = slice_struct_field(msg, header.body_offset, 1, codec.skip)
-        if span is None:
-            raise ProtocolError("store() arguments hold no Communication")
-        raw = msg[span[0] : span[1]]
+        start = header.body_offset + 1
+        if self._store_checks_raw and start < len(msg) and msg[start - 1] == 0x1C and msg[-1] == 0:
+            # store_args{1: Communication} and its STOP: the handler's check of the bytes is the one pass
+            raw = msg[start:-1]
+        else:
+            span = slice_struct_field(msg, header.body_offset, 1, codec.skip)
+            if span is None:
+                raise ProtocolError("store() arguments hold no Communication")
+            raw = msg[span[0] : span[1]]
         comm_id = codec.read_string_field(raw, 1)
         await self.handler.store_raw(comm_id, raw)
         return build_message("store", REPLY, header.seqid, b"\x00")

@@ -32,7 +32,9 @@ from aioaccess import (
 from aioaccess.client import StoreCommunicationClient
 from aioaccess.codec import CodecError, compact
 from aioaccess.http import serve_http
-from aioaccess.schema import Communication
+from aioaccess.schema import Communication, StoreCommunicationService
+from aioaccess.server import Processor
+from aioaccess.wire.messages import CALL, build_message, parse_header
 
 pytestmark = pytest.mark.interop
 CODECS = [pytest.param(compact, id="python")]
@@ -181,4 +183,21 @@ async def test_wrapper_refusal_keeps_the_server_serving(store_dir: str) -> None:
                 with pytest.raises(ServicesException):
                     await client.store_raw(cp_write(_broken("bad")))
             assert await client.alive()
+    assert os.listdir(store_dir) == []
+
+
+@pytest.mark.parametrize(("tail", "reason"), [
+    (b"\x25\x02\x00", "2 bytes follow the Communication"),  # store_args{1: Communication, 2: i32}: not ours
+    (b"", "truncated input"),  # no STOP of the arguments: the Communication's own is taken for it
+])
+async def test_store_arguments_handed_over_unscanned_are_still_checked(store_dir: str, tail: bytes,
+                                                                      reason: str) -> None:
+    """A StoreHandler checks the call's argument bytes itself (``checks_raw``): the server does not scan them."""
+    raw = cp_write(concrete_comms(1, "odd")[0])
+    body = b"\x1c" + raw + tail
+    processor = Processor(StoreCommunicationService, DirectoryBackedStoreHandler(store_dir, fsync=False))
+    reply = await processor.process(build_message("store", CALL, 9, body)[4:])
+    header = parse_header(reply[4:])
+    ex = codec.decode(reply[4:], StoreCommunicationService.store_result, header.body_offset)[0].ex
+    assert ex is not None and reason in ex.message
     assert os.listdir(store_dir) == []
