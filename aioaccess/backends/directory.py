@@ -240,7 +240,7 @@ class DirectoryBackedCommunicationContainer(CommunicationContainer):
         # watch state: the loop whose reader drains the inotify fd, or None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd: int | None = None
-        self._poll: Any = None  # select.poll() on the inotify fd while watching
+        self._poll: Any = None  # an epoll set holding just the inotify fd, while watching
         self._close_fd: weakref.finalize[Any, Any] | None = None
         self._wd_dirs: dict[int, list[str]] = {}  # watch descriptor -> tree directories it covers
         self._wd_links: dict[int, set[str]] = {}  # watch descriptor -> symlink names the root's path goes through
@@ -265,9 +265,10 @@ class DirectoryBackedCommunicationContainer(CommunicationContainer):
         return self._drain if self._wants_watch else None
 
     def _drain(self) -> None:
-        """Handle the inotify events the kernel has queued (one ``poll`` with no wait when there are none)."""
+        """Handle the inotify events the kernel has queued (one ``epoll_wait`` that does not wait when there are none:
+        ~0.3 us, cheaper than ``poll`` or a failing ``read``)."""
         poll = self._poll
-        if poll is not None and poll.poll(0):
+        if poll is not None and poll.poll(0, 1):
             self._on_events()
 
     async def _get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
@@ -467,9 +468,9 @@ class DirectoryBackedCommunicationContainer(CommunicationContainer):
             return
         self._fd = fd
         self._close_fd = weakref.finalize(self, os.close, fd)
-        self._poll = select.poll()
-        self._poll.register(fd, select.POLLIN)
         try:
+            self._poll = select.epoll()
+            self._poll.register(fd, select.EPOLLIN)
             loop.add_reader(fd, self._on_events)
         except (NotImplementedError, OSError) as exc:  # a loop without add_reader
             self._give_up(f"{type(loop).__name__} cannot wait on its inotify fd: {exc!r}")
@@ -485,7 +486,9 @@ class DirectoryBackedCommunicationContainer(CommunicationContainer):
         parent, only our copy of the fd is closed (no ``remove_reader``).
         """
         loop, fd, self._loop, self._fd = self._loop, self._fd, None, None
-        self._poll = None
+        if self._poll is not None:
+            self._poll.close()  # in a forked child: only our copy, the parent's set is untouched
+            self._poll = None
         if fd is not None:
             if loop is not None and not loop.is_closed() and not forked:
                 loop.remove_reader(fd)
