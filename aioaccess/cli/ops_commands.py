@@ -21,6 +21,7 @@ from ..codec import CodecError
 from ..server.supervisor import Supervisor, is_worker, reserve_port
 from .errors import UsageError
 from .run import run
+from .tls_options import add_client_tls_options, client_tls
 
 if TYPE_CHECKING:
     from ..metrics import ServerMetrics
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="store calls in flight at once, one connection each (default: 16)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per call (default: 60)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a TTY)")
+    add_client_tls_options(p)
     p.set_defaults(func=store_client)
 
     p = sub.add_parser("wait-service", help="wait until a service answers alive()",
@@ -64,6 +66,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-p", "--port", type=int, default=9090, help="service port (default: 9090)")
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (default: never)")
     p.add_argument("--sleep-interval", type=float, default=5.0, help="seconds between attempts (default: 5)")
+    add_client_tls_options(p)
     p.set_defaults(func=wait_service)
 
     p = sub.add_parser("serve", help="run several services from one CONFIG.toml on one event loop",
@@ -153,16 +156,18 @@ class HTTPFetchClient:
     returns compact bytes, re-encoded from the TJSON reply.
     """
 
-    def __init__(self, uri: str, *, timeout: float | None = 60.0) -> None:
+    def __init__(self, uri: str, *, timeout: float | None = 60.0, ssl: Any = None) -> None:
         self.uri = uri
         self.timeout = timeout
+        self.ssl = ssl  # an SSLContext for https:// URIs (None: the system's CAs)
         self.seqid = 0
         self.session: Any = None
 
     async def __aenter__(self) -> HTTPFetchClient:
         import aiohttp
 
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                             connector=aiohttp.TCPConnector(ssl=self.ssl or True))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -232,9 +237,11 @@ async def _wait_service(args: argparse.Namespace) -> int:
     where = f"{args.service_name} service at {args.host}:{args.port}"
     logger.info("Waiting for %s to come up", where)
     started = time.monotonic()
+    tls = client_tls(args)
     while True:
         try:
-            async with client_cls.connect(args.host, args.port, timeout=max(args.sleep_interval, 1.0)) as client:
+            async with client_cls.connect(args.host, args.port, timeout=max(args.sleep_interval, 1.0),
+                                          ssl=tls) as client:
                 if await client.alive():
                     logger.info("%s is up", where)
                     return 0
@@ -334,7 +341,7 @@ async def _store_client(args: argparse.Namespace) -> int:
     from ..client import StoreCommunicationClient
 
     client = StoreCommunicationClient.pooled(args.host, args.port, max_connections=args.concurrency,
-                                             timeout=args.timeout)
+                                             timeout=args.timeout, ssl=client_tls(args))
     tally = _Tally()
     queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=args.concurrency * 4)
     progress = Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
