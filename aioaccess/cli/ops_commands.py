@@ -439,19 +439,21 @@ async def _serve_all(config: ServeConfig, ops: argparse.Namespace) -> int:
             if spec.kind == "fetch":
                 handlers[spec.name] = handler = await fetch_handler(spec, spec.options["source"])
                 server.add_service(Processor(FetchCommunicationService, handler, observer=observer,
-                                             max_reply_size=config.max_reply_size), spec.host, spec.port)
+                                             max_reply_size=config.max_reply_size), spec.host, spec.port,
+                                   ssl=spec.ssl)
             elif spec.kind == "store":
                 handlers[spec.name] = handler = await open_target(spec.options["target"], spec.backend, stack)
                 server.add_service(Processor(StoreCommunicationService, handler, observer=observer), spec.host,
-                                   spec.port)
+                                   spec.port, ssl=spec.ssl)
             elif spec.kind == "relay":
                 from ..handlers.relay import RelayFetchHandler, RelayProcessor
 
                 host, _, port = spec.options["upstream"].rpartition(":")
                 relay = RelayFetchHandler(host, int(port), max_connections=spec.backend.backend_concurrency,
-                                          timeout=spec.backend.backend_timeout)
+                                          timeout=spec.backend.backend_timeout,
+                                          ssl=client_tls(spec.backend, upstream=True))
                 handlers[spec.name] = await stack.enter_async_context(relay)
-                server.add_service(RelayProcessor(relay, observer=observer), spec.host, spec.port)
+                server.add_service(RelayProcessor(relay, observer=observer), spec.host, spec.port, ssl=spec.ssl)
         for spec in config.services:
             if spec.kind == "http":
                 http = await _http_server(spec, handlers, fetch_handler, stack, config)
@@ -502,4 +504,4 @@ async def _http_server(spec: ServiceSpec, handlers: dict[str, Any], fetch_handle
         kwargs["client_max_size"] = opts["client_max_size"]
     app = create_app(fetch, store, **kwargs)
     return HTTPServer(app, spec.host, spec.port, shutdown_timeout=config.server.graceful_timeout,
-                      reuse_port=is_worker())
+                      reuse_port=is_worker(), ssl_context=spec.ssl)
