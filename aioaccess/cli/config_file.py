@@ -48,13 +48,13 @@ The format (every key but ``kind``, ``port`` and the kind's SOURCE/TARGET is opt
     static = "/srv/www"           # optional static files
     cors = false
 
+Backend keys (``redis_key``, ``endpoint_url``, ...) may also appear in a
+service's own table, overriding ``[backend]``.
+
 Every service may also have ``tls_cert``, ``tls_key`` and ``tls_client_ca`` (the
 server flags ``--tls-cert``...: TLS, mutual TLS); ``upstream_tls``,
 ``upstream_tls_ca``, ``upstream_tls_cert`` and ``upstream_tls_key`` are backend keys
 (a relay's upstream, ``fetch://`` sources).
-
-Backend keys (``redis_key``, ``endpoint_url``, ...) may also appear in a
-service's own table, overriding ``[backend]``.
 """
 
 from __future__ import annotations
