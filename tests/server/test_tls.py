@@ -231,3 +231,21 @@ def test_serve_config_with_tls(certs: Certs, comms_dir: tuple[str, dict[str, byt
                 return await client.fetch_raw(sorted(raws))
 
         assert asyncio.run(fetch()) == [raws[i] for i in sorted(raws)]
+
+
+async def test_bench_fetch_over_tls(certs: Certs, comms_dir: tuple[str, dict[str, bytes]], tmp_path: Any) -> None:
+    import json
+
+    from aioaccess.cli.main import main
+
+    root, raws = comms_dir
+    handler = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(root))
+    wrapper = FetchCommunicationServiceWrapper(handler, ssl=server_context(certs.server, client_ca=certs.ca))
+    out = tmp_path / "r.json"
+    async with wrapper.serving() as listener:
+        argv = ["bench", "fetch", f"127.0.0.1:{listener.bound_port}", "-c", "1,4", "-n", "20", "--loop", "asyncio",
+                "--no-progress", "--json", str(out), "--tls-ca", certs.ca, "--tls-cert", certs.client]
+        assert await asyncio.to_thread(main, argv) == 0
+    report = json.loads(out.read_text())
+    assert report["tls"] is True and report["ids"] == len(raws)
+    assert [(r["concurrency"], r["ok"], r["error_count"]) for r in report["results"]] == [(1, 20, 0), (4, 20, 0)]
