@@ -191,27 +191,35 @@ def test_relay_fetch_source_and_http_endpoint_over_tls(certs: Certs, comms_dir: 
     server_tls = ("--tls-cert", certs.server, "--tls-client-ca", certs.ca)
     upstream_tls = ("--upstream-tls-ca", certs.ca, "--upstream-tls-cert", certs.client)
     upstream, relay, https = (unused_port() for _ in range(3))
+    store = tmp_path / "http-store"
+    store.mkdir()
     with _servers(tmp_path, (upstream, ("fetch-server", root, *server_tls)),
                   (relay, ("relay-server", "127.0.0.1", str(upstream), *upstream_tls, *server_tls)),
                   (https, ("http-server", f"fetch://127.0.0.1:{upstream}", *upstream_tls,  # a fetch:// source
-                           "--tls-cert", certs.server))):
+                           "--store-path", os.fspath(store), *server_tls))):
         uri = f"https://127.0.0.1:{https}/fetch_http_endpoint/"
         via_relay, via_https = tmp_path / "via-relay.tgz", tmp_path / "via-https.tgz"
         for done in _clis(("fetch-client", "-p", str(relay), *ids, "--tls-ca", certs.ca, "--tls-cert", certs.client,
                            "--save-as-tgz", os.fspath(via_relay)),
-                          ("fetch-client", "--uri", uri, *ids, "--tls-ca", certs.ca,
+                          ("fetch-client", "--uri", uri, *ids, "--tls-ca", certs.ca, "--tls-cert", certs.client,
                            "--save-as-tgz", os.fspath(via_https))):
             assert done.returncode == 0, done.stderr
         assert _tgz_members(os.fspath(via_relay)) == _tgz_members(os.fspath(via_https)) == raws
 
-        async def http_without_our_ca() -> None:
+        async def refused_clients() -> None:
             async with aiohttp.ClientSession() as session:
                 with pytest.raises(aiohttp.ClientConnectorCertificateError):
                     await session.post(uri, data=b"")  # the system's CAs do not know ours
                 with pytest.raises(aiohttp.ClientError):
                     await session.post(uri.replace("https", "http"), data=b"")
+                for path in ("fetch_http_endpoint", "store_http_endpoint"):  # no client certificate: no request
+                    with pytest.raises(aiohttp.ClientError):
+                        async with session.post(uri.replace("fetch_http_endpoint", path), data=b"{}",
+                                                ssl=client_context(certs.ca)) as resp:
+                            await resp.read()
 
-        asyncio.run(http_without_our_ca())
+        asyncio.run(refused_clients())
+        assert os.listdir(store) == []
 
 
 def test_serve_config_with_tls(certs: Certs, comms_dir: tuple[str, dict[str, bytes]], tmp_path: Any) -> None:
