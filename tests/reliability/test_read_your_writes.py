@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from _reliability import AioaccessProcess, add_figure
+from _reliability import AioaccessProcess, add_figure, set_figure
 from concrete.access.ttypes import FetchRequest
 from concrete.services.ttypes import ServicesException
 from concrete.util import create_comm
@@ -162,13 +162,16 @@ def test_a_fetch_after_a_change_never_returns_the_older_bytes(tmp_path: Any) -> 
         racer.start()
         try:
             with FetchCommunicationClientWrapper("127.0.0.1", server.port) as client:
-                watched = _rounds(tree, client, KINDS, WATCHED_SECONDS, 800, rng)
+                watched = _rounds(tree, client, KINDS, WATCHED_SECONDS, 500, rng)
                 # Replacing a watched directory ends the watch: from here on every read is confirmed with stat.
                 tree.change("sub-0", "copy-dir-in")
                 assert _seen(client, "sub-0", 1) == tree.now["sub-0"]
-                confirmed = _rounds(tree, client, (*KINDS, "copy-dir-in"), STAT_SECONDS, 200, rng)
+                confirmed = _rounds(tree, client, (*KINDS, "copy-dir-in"), STAT_SECONDS, 150, rng)
         finally:
             stop.set()
             racer.join(30)
-        assert "Stopped watching" in server.log_tail(None)
+        log = server.log_tail(None)
+        assert "Stopped watching" in log
+        # False when the machine's inotify instances were all taken (then every phase confirmed with stat)
+        set_figure("read_your_writes_first_phase_watched", "cannot watch it" not in log)
     add_figure("read_your_writes_rounds", watched + confirmed)
