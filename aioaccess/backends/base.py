@@ -8,7 +8,7 @@ backend implements only ``_get_raw_many``, ``_iter_ids`` and ``_count``
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -72,6 +72,11 @@ class CommunicationContainer(abc.ABC):
     def current_raw_table(self) -> dict[str, bytes] | None:
         """:attr:`raw_table`, made current for the running event loop (call it from the serving loop)."""
         return self.raw_table
+
+    def raw_table_guard(self) -> Callable[[], None] | None:
+        """A function to call before each use of :attr:`raw_table` (it applies changes the container has been
+        told of but not yet applied), or None when the table is always current."""
+        return None
 
     async def get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
         """Compact bytes of each id found, checked; one backend round trip where possible."""

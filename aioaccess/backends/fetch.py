@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Sequence
+from ssl import SSLContext
 from typing import TypeVar
 
 from .. import codec
@@ -34,10 +35,10 @@ class FetchBackedCommunicationContainer(CommunicationContainer):
     NAME = "fetch"
 
     def __init__(self, host: str, port: int, *, max_connections: int = 64,
-                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
+                 timeout: float | None = DEFAULT_TIMEOUT, ssl: SSLContext | None = None) -> None:
         self.host = host
         self.port = int(port)
-        self.pool = ConnectionPool(host, self.port, max_connections=max_connections, timeout=timeout)
+        self.pool = ConnectionPool(host, self.port, max_connections=max_connections, timeout=timeout, ssl=ssl)
         self.client = FetchCommunicationClient(self.pool)
 
     async def _call(self, awaitable: Awaitable[T], what: str) -> T:

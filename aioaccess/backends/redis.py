@@ -102,11 +102,14 @@ class RedisHashBackedCommunicationContainer(RedisHash, CommunicationContainer):
     Get-many is one ``HMGET``; ``contains`` is ``HEXISTS``; ``count`` is
     ``HLEN``; iteration and ``ids()`` use ``HKEYS``.  ``redis_db`` is
     a ``redis.asyncio.Redis`` created with ``decode_responses=False``; the
-    caller owns it unless ``owns_client=True``.
+    caller owns it unless ``owns_client=True``.  A field name that is not
+    UTF-8 cannot be a Communication id: iteration and ``ids()`` skip it, with
+    one warning (again only when the number of such fields changes); ``count``
+    (``HLEN``, as in concrete-python) still includes it.
     """
 
     NAME = "redis"
-
+    _skipped_warned = 0  # how many non-UTF-8 field names the last warning reported
 
     async def _get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
         if not ids:
@@ -127,7 +130,17 @@ class RedisHashBackedCommunicationContainer(RedisHash, CommunicationContainer):
 
     async def _ids(self, offset: int, count: int | None) -> list[str]:
         fields = await self._call(self.redis_db.hkeys(self.key), f"HKEYS {self.key}")
-        ids = [f.decode("utf-8") if isinstance(f, bytes) else str(f) for f in fields]
+        ids, bad = [], []
+        for field in fields:
+            try:
+                ids.append(field.decode("utf-8") if isinstance(field, bytes) else str(field))
+            except UnicodeDecodeError:
+                bad.append(field)
+        if len(bad) != self._skipped_warned:
+            self._skipped_warned = len(bad)
+            if bad:
+                logger.warning("Skipping %d field names of Redis hash %s that are not UTF-8 (so not Communication "
+                               "ids), e.g. %r", len(bad), self.key, bad[0][:64])
         return ids[offset:][:count]
 
     async def ping(self) -> None:

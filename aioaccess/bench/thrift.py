@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl as _ssl
 from collections.abc import Sequence
 
 from .. import codec
@@ -55,12 +56,14 @@ def build_store_frames(payloads: Sequence[Payload]) -> list[tuple[bytes, int]]:
 
 
 class FramedCaller:
-    """Sends pre-built frames to ``host:port`` over pooled connections and checks each reply."""
+    """Sends pre-built frames to ``host:port`` over pooled connections (TLS with ``ssl``) and checks each
+    reply."""
 
-    def __init__(self, host: str, port: int, method: str) -> None:
+    def __init__(self, host: str, port: int, method: str, *, ssl: _ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
         self.method = method
+        self.ssl = ssl
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._all: set[asyncio.StreamWriter] = set()
 
@@ -69,7 +72,7 @@ class FramedCaller:
         if self._idle:
             reader, writer = self._idle.pop()
         else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
+            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
             self._all.add(writer)
         try:
             writer.write(frame)

@@ -28,6 +28,7 @@ from ..bench.stats import Op, PhaseResult, proc_cpu_seconds, run_phase
 from .errors import UsageError
 from .run import run
 from .sources import add_backend_options
+from .tls_options import add_client_tls_options, client_tls
 
 __all__ = ["register"]
 
@@ -111,12 +112,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ids-from", metavar="FILE", help="ids to fetch, one per line (default: ask the server)")
     p.add_argument("--ids", type=int, default=1000, help="ids to ask the server for (default: 1000)")
     p.add_argument("--batch", type=int, default=1, help="ids per fetch call (default: 1)")
+    add_client_tls_options(p)
     p.set_defaults(func=bench_fetch)
 
     p = kinds.add_parser("store", parents=[common], help="call store on a StoreCommunicationService",
                          description="Framed-compact store calls (pre-built from --corpus or synthetic "
                          "Communications) against HOST:PORT: any StoreCommunicationService.")
     p.add_argument("target", metavar="HOST:PORT")
+    add_client_tls_options(p)
     p.set_defaults(func=bench_store)
 
 
@@ -378,7 +381,8 @@ async def _fetch_ids(args: argparse.Namespace, host: str, port: int) -> list[str
         from ..client import FetchCommunicationClient
 
         try:
-            async with FetchCommunicationClient.connect(host, port, timeout=args.timeout) as client:
+            async with FetchCommunicationClient.connect(host, port, timeout=args.timeout,
+                                                        ssl=client_tls(args)) as client:
                 ids = await client.getCommunicationIDs(0, args.ids)
         except (ConnectionError, OSError) as exc:
             raise UsageError(f"cannot reach the fetch service at {host}:{port}: {exc}") from exc
@@ -392,7 +396,7 @@ async def _bench_thrift(args: argparse.Namespace, method: str) -> int:
 
     host, port = _host_port(args.target)
     started = _now()
-    extra: dict[str, Any] = {"started": started}
+    extra: dict[str, Any] = {"started": started, "tls": client_tls(args) is not None}
     call: Callable[[int], Awaitable[int]]
     if method == "fetch":
         ids = await _fetch_ids(args, host, port)
@@ -405,7 +409,7 @@ async def _bench_thrift(args: argparse.Namespace, method: str) -> int:
                              "bytes_mean": sum(len(r) for _, r in payloads) / len(payloads)}
     async with AsyncExitStack() as stack:
         phost, pport = await _endpoint_through_proxy(args, host, port, stack)
-        caller = FramedCaller(phost, pport, method)
+        caller = FramedCaller(phost, pport, method, ssl=client_tls(args))
         stack.push_async_callback(caller.aclose)
         if method == "fetch":
             async def call(index: int) -> int:

@@ -24,6 +24,7 @@ from .ops_commands import HTTPFetchClient, open_metrics, service_label, supervis
 from .options import add_server_options, processor_options, server_config
 from .run import run, serve_until_signalled
 from .sources import add_backend_options, open_source, open_target
+from .tls_options import add_client_tls_options, client_tls, server_tls
 
 __all__ = ["register"]
 
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("source", metavar="SOURCE")
     add_server_options(p, fetch_replies=True)
     add_backend_options(p)
+    add_client_tls_options(p, upstream=True)  # fetch:// sources
     p.set_defaults(func=fetch_server)
 
     p = sub.add_parser("store-server", help="store Communications into TARGET (StoreCommunicationService)",
@@ -66,18 +68,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--save-as-tgz", metavar="FILE", help="write fetched Communications to a .tar.gz")
     p.add_argument("--benchmark", action="store_true", help="print how long the fetch took")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per call (default: 60)")
+    add_client_tls_options(p)
     p.set_defaults(func=fetch_client)
 
 
 async def _serve(args: argparse.Namespace, service: object, open_handler: object) -> int:
     config = server_config(args)
+    tls = server_tls(args)
     async with AsyncExitStack() as stack:
         handler = await open_handler(stack)  # type: ignore[operator]
         server = Server(config)
         metrics = await open_metrics(args, server, stack)
         observer = metrics.observer(service_label(service)) if metrics is not None else None
         server.add_service(Processor(service, handler, observer=observer, **processor_options(args)), args.host,
-                           args.port)
+                           args.port, ssl=tls)
         try:
             return await serve_until_signalled(server)
         except OSError as exc:
@@ -127,10 +131,11 @@ async def _fetch_client(args: argparse.Namespace) -> int:
     ids = _read_ids(args)
     if not (ids or args.about or args.alive or args.count or args.get_ids):
         raise UsageError("nothing to do: give ids, or --about, --alive, --count or --get-ids")
+    tls = client_tls(args)
     if args.uri:
-        client: Any = HTTPFetchClient(args.uri, timeout=args.timeout)
+        client: Any = HTTPFetchClient(args.uri, timeout=args.timeout, ssl=tls)
     else:
-        client = FetchCommunicationClient.connect(args.host, args.port, timeout=args.timeout)
+        client = FetchCommunicationClient.connect(args.host, args.port, timeout=args.timeout, ssl=tls)
     async def timed(name: str, call: Any) -> Any:  # --benchmark: time each call, as the reference does
         started = time.perf_counter()
         value = await call

@@ -50,6 +50,11 @@ The format (every key but ``kind``, ``port`` and the kind's SOURCE/TARGET is opt
 
 Backend keys (``redis_key``, ``endpoint_url``, ...) may also appear in a
 service's own table, overriding ``[backend]``.
+
+Every service may also have ``tls_cert``, ``tls_key`` and ``tls_client_ca`` (the
+server flags ``--tls-cert``...: TLS, mutual TLS); ``upstream_tls``,
+``upstream_tls_ca``, ``upstream_tls_cert`` and ``upstream_tls_key`` are backend keys
+(a relay's upstream, ``fetch://`` sources).
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
 from .errors import UsageError
 from .options import check_buffered_bytes, check_reply_size
 from .sources import add_backend_options
+from .tls_options import add_client_tls_options, server_tls_from
 
 __all__ = ["ConfigError", "ServeConfig", "ServiceSpec", "load_config", "parse_config"]
 
@@ -85,7 +91,8 @@ _SERVER_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "metrics_host": (str, "127.0.0.1"),
 }
 
-_COMMON_KEYS = {"name": str, "kind": str, "host": str, "port": int}
+_COMMON_KEYS = {"name": str, "kind": str, "host": str, "port": int, "tls_cert": str, "tls_key": str,
+                "tls_client_ca": str}
 _KIND_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "fetch": {"source": str},
     "store": {"target": str, "fsync": bool},
@@ -114,6 +121,8 @@ class ServiceSpec:
     options: dict[str, Any]
     #: Backend options in the shape ``open_source``/``open_target`` take (``args``).
     backend: argparse.Namespace
+    #: The server's ``ssl.SSLContext`` (tls_cert...), or None: plaintext.
+    ssl: Any = None
 
 
 @dataclass
@@ -149,6 +158,7 @@ def load_config(path: str) -> ServeConfig:
 def _backend_defaults() -> dict[str, Any]:
     parser = argparse.ArgumentParser(add_help=False)
     add_backend_options(parser)
+    add_client_tls_options(parser, upstream=True)
     return {a.dest: a.default for a in parser._actions}
 
 
@@ -261,7 +271,12 @@ def _service(path: str, index: int, table: dict[str, Any], backend: dict[str, An
     del options["kind"]
     ns = argparse.Namespace(**{**backend_defaults, **backend, **own_backend})
     ns.no_fsync = not options.get("fsync", True)
-    return ServiceSpec(name, kind, host, port, options, ns)
+    try:
+        tls = server_tls_from(*(options.pop(k, None) for k in ("tls_cert", "tls_key", "tls_client_ca")),
+                              names=("tls_cert", "tls_key", "tls_client_ca"))
+    except UsageError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    return ServiceSpec(name, kind, host, port, options, ns, tls)
 
 
 def _check_cross(config: ServeConfig) -> None:

@@ -18,6 +18,7 @@ from .ops_commands import open_metrics, service_label, supervise
 from .options import add_server_options, server_config
 from .run import run, serve_until_signalled
 from .sources import add_backend_options, open_source, open_target, parse_fetch_url
+from .tls_options import add_client_tls_options, add_server_tls_options, client_tls, server_tls
 
 __all__ = ["register"]
 
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="event loop implementation (default: auto = uvloop when installed)")
     _add_upstream_options(p, relay_only=True)
     add_backend_options(p)
+    add_server_tls_options(p)
     p.set_defaults(func=http_server)
 
 
@@ -69,6 +71,7 @@ def _add_upstream_options(parser: argparse.ArgumentParser, relay_only: bool = Fa
     group.add_argument("--upstream-timeout", type=float, default=DEFAULT_RELAY_TIMEOUT,
                        help="seconds a relayed call may take before it fails with ServicesException "
                        f"(default: {DEFAULT_RELAY_TIMEOUT:g})")
+    add_client_tls_options(parser, upstream=True)
 
 
 def _relay_handler(host: str, port: int, args: argparse.Namespace) -> RelayFetchHandler:
@@ -79,7 +82,7 @@ def _relay_handler(host: str, port: int, args: argparse.Namespace) -> RelayFetch
     if not 0 < port < 65536:
         raise UsageError(f"upstream port {port} is out of range")
     return RelayFetchHandler(host, port, max_connections=args.upstream_connections, timeout=args.upstream_timeout,
-                             pipelined=args.pipelined)
+                             pipelined=args.pipelined, ssl=client_tls(args, upstream=True))
 
 
 async def _check_upstream(handler: RelayFetchHandler) -> None:
@@ -101,6 +104,7 @@ def relay_server(args: argparse.Namespace) -> int:
 
 async def _relay_server(args: argparse.Namespace) -> int:
     config = server_config(args)
+    tls = server_tls(args)
     async with AsyncExitStack() as stack:
         handler = _relay_handler(args.upstream_host, args.upstream_port, args)
         stack.push_async_callback(handler.aclose)
@@ -108,7 +112,7 @@ async def _relay_server(args: argparse.Namespace) -> int:
         server = Server(config)
         metrics = await open_metrics(args, server, stack)
         observer = metrics.observer(service_label(FetchCommunicationService)) if metrics is not None else None
-        server.add_service(RelayProcessor(handler, observer=observer), args.host, args.port)
+        server.add_service(RelayProcessor(handler, observer=observer), args.host, args.port, ssl=tls)
         try:
             return await serve_until_signalled(server)
         except OSError as exc:
@@ -135,6 +139,7 @@ async def _http_server(args: argparse.Namespace) -> int:
         raise UsageError(f"--client-max-size must be >= 1, not {args.client_max_size}")
     if args.static_path is not None and not os.path.isdir(args.static_path):
         raise UsageError(f"static path {args.static_path} is not a directory")
+    tls = server_tls(args)
     async with AsyncExitStack() as stack:
         fetch_handler = await _open_fetch_handler(args.fetch_source, args, stack)
         store_handler = None
@@ -147,7 +152,7 @@ async def _http_server(args: argparse.Namespace) -> int:
                              client_max_size=args.client_max_size)
         except FileNotFoundError as exc:
             raise UsageError(str(exc)) from exc
-        http = HTTPServer(app, args.host, args.port, shutdown_timeout=args.graceful_timeout)
+        http = HTTPServer(app, args.host, args.port, shutdown_timeout=args.graceful_timeout, ssl_context=tls)
         try:
             await http.start()
         except OSError as exc:

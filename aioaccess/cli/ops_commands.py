@@ -22,6 +22,7 @@ from ..schema import Communication
 from ..server.supervisor import Supervisor, is_worker, reserve_port
 from .errors import UsageError
 from .run import run
+from .tls_options import add_client_tls_options, client_tls
 
 if TYPE_CHECKING:
     from ..metrics import ServerMetrics
@@ -55,6 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="store calls in flight at once, one connection each (default: 16)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per call (default: 60)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a TTY)")
+    add_client_tls_options(p)
     p.set_defaults(func=store_client)
 
     p = sub.add_parser("wait-service", help="wait until a service answers alive()",
@@ -65,6 +67,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-p", "--port", type=int, default=9090, help="service port (default: 9090)")
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (default: never)")
     p.add_argument("--sleep-interval", type=float, default=5.0, help="seconds between attempts (default: 5)")
+    add_client_tls_options(p)
     p.set_defaults(func=wait_service)
 
     p = sub.add_parser("serve", help="run several services from one CONFIG.toml on one event loop",
@@ -154,16 +157,18 @@ class HTTPFetchClient:
     returns compact bytes, re-encoded from the TJSON reply.
     """
 
-    def __init__(self, uri: str, *, timeout: float | None = 60.0) -> None:
+    def __init__(self, uri: str, *, timeout: float | None = 60.0, ssl: Any = None) -> None:
         self.uri = uri
         self.timeout = timeout
+        self.ssl = ssl  # an SSLContext for https:// URIs (None: the system's CAs)
         self.seqid = 0
         self.session: Any = None
 
     async def __aenter__(self) -> HTTPFetchClient:
         import aiohttp
 
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                             connector=aiohttp.TCPConnector(ssl=self.ssl or True))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -233,9 +238,11 @@ async def _wait_service(args: argparse.Namespace) -> int:
     where = f"{args.service_name} service at {args.host}:{args.port}"
     logger.info("Waiting for %s to come up", where)
     started = time.monotonic()
+    tls = client_tls(args)
     while True:
         try:
-            async with client_cls.connect(args.host, args.port, timeout=max(args.sleep_interval, 1.0)) as client:
+            async with client_cls.connect(args.host, args.port, timeout=max(args.sleep_interval, 1.0),
+                                          ssl=tls) as client:
                 if await client.alive():
                     logger.info("%s is up", where)
                     return 0
@@ -335,7 +342,7 @@ async def _store_client(args: argparse.Namespace) -> int:
     from ..client import StoreCommunicationClient
 
     client = StoreCommunicationClient.pooled(args.host, args.port, max_connections=args.concurrency,
-                                             timeout=args.timeout)
+                                             timeout=args.timeout, ssl=client_tls(args))
     tally = _Tally()
     queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=args.concurrency * 4)
     progress = Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
@@ -433,19 +440,21 @@ async def _serve_all(config: ServeConfig, ops: argparse.Namespace) -> int:
             if spec.kind == "fetch":
                 handlers[spec.name] = handler = await fetch_handler(spec, spec.options["source"])
                 server.add_service(Processor(FetchCommunicationService, handler, observer=observer,
-                                             max_reply_size=config.max_reply_size), spec.host, spec.port)
+                                             max_reply_size=config.max_reply_size), spec.host, spec.port,
+                                   ssl=spec.ssl)
             elif spec.kind == "store":
                 handlers[spec.name] = handler = await open_target(spec.options["target"], spec.backend, stack)
                 server.add_service(Processor(StoreCommunicationService, handler, observer=observer), spec.host,
-                                   spec.port)
+                                   spec.port, ssl=spec.ssl)
             elif spec.kind == "relay":
                 from ..handlers.relay import RelayFetchHandler, RelayProcessor
 
                 host, _, port = spec.options["upstream"].rpartition(":")
                 relay = RelayFetchHandler(host, int(port), max_connections=spec.backend.backend_concurrency,
-                                          timeout=spec.backend.backend_timeout)
+                                          timeout=spec.backend.backend_timeout,
+                                          ssl=client_tls(spec.backend, upstream=True))
                 handlers[spec.name] = await stack.enter_async_context(relay)
-                server.add_service(RelayProcessor(relay, observer=observer), spec.host, spec.port)
+                server.add_service(RelayProcessor(relay, observer=observer), spec.host, spec.port, ssl=spec.ssl)
         for spec in config.services:
             if spec.kind == "http":
                 http = await _http_server(spec, handlers, fetch_handler, stack, config)
@@ -496,4 +505,4 @@ async def _http_server(spec: ServiceSpec, handlers: dict[str, Any], fetch_handle
         kwargs["client_max_size"] = opts["client_max_size"]
     app = create_app(fetch, store, **kwargs)
     return HTTPServer(app, spec.host, spec.port, shutdown_timeout=config.server.graceful_timeout,
-                      reuse_port=is_worker())
+                      reuse_port=is_worker(), ssl_context=spec.ssl)

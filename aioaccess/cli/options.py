@@ -14,6 +14,7 @@ from ..server.supervisor import is_worker
 from ..wire.framing import DEFAULT_MAX_FRAME_SIZE
 from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
 from .errors import UsageError
+from .tls_options import add_server_tls_options
 
 __all__ = ["MAX_REPLY_SIZE_LIMIT", "add_server_options", "check_buffered_bytes", "check_reply_size",
            "processor_options", "server_config"]
@@ -54,6 +55,7 @@ def add_server_options(parser: argparse.ArgumentParser, default_port: int = 9090
                        help="serve Prometheus metrics on http://METRICS_HOST:PORT/metrics (default: off)")
     group.add_argument("--metrics-host", default="127.0.0.1",
                        help="address of the metrics endpoint (default: 127.0.0.1)")
+    add_server_tls_options(parser)
 
 
 def check_reply_size(value: int, name: str = "--max-reply-size") -> str | None:

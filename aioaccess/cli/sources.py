@@ -25,6 +25,7 @@ from ..codec import CodecError
 from ..exceptions import AioaccessError, BackendUnavailable
 from ..handlers import DirectoryBackedStoreHandler
 from .errors import UsageError
+from .tls_options import client_tls
 
 __all__ = ["add_backend_options", "open_source", "open_target", "parse_fetch_url", "sample_path"]
 
@@ -191,7 +192,7 @@ async def _fetch_source(spec: str, args: argparse.Namespace, stack: AsyncExitSta
 
     host, port = parse_fetch_url(spec)
     container = FetchBackedCommunicationContainer(host, port, max_connections=args.backend_concurrency,
-                                                  timeout=args.backend_timeout)
+                                                  timeout=args.backend_timeout, ssl=client_tls(args, upstream=True))
     stack.push_async_callback(container.aclose)
     try:
         await container.count()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -98,15 +99,16 @@ class ConcreteServiceClient:
         await self.aclose()
 
     @classmethod
-    def connect(cls, host: str, port: int, *, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
-        """A client on one new connection (open it with ``async with``)."""
-        return cls(Connection(host, port, timeout=timeout))
+    def connect(cls, host: str, port: int, *, timeout: float | None = DEFAULT_TIMEOUT,
+                ssl: SSLContext | None = None) -> Any:
+        """A client on one new connection (open it with ``async with``); over TLS with ``ssl``."""
+        return cls(Connection(host, port, timeout=timeout, ssl=ssl))
 
     @classmethod
     def pooled(cls, host: str, port: int, *, max_connections: int = 64,
-               timeout: float | None = DEFAULT_TIMEOUT) -> Any:
-        """A client many tasks can share, over a pool of persistent connections."""
-        return cls(ConnectionPool(host, port, max_connections=max_connections, timeout=timeout))
+               timeout: float | None = DEFAULT_TIMEOUT, ssl: SSLContext | None = None) -> Any:
+        """A client many tasks can share, over a pool of persistent connections; over TLS with ``ssl``."""
+        return cls(ConnectionPool(host, port, max_connections=max_connections, timeout=timeout, ssl=ssl))
 
 
 class FetchCommunicationClient(ConcreteServiceClient):

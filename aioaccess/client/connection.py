@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl as _ssl
 from collections import deque
 from types import TracebackType
 
@@ -17,12 +18,14 @@ DEFAULT_TIMEOUT = 60.0
 
 
 class Connection:
-    """A persistent TFramedTransport connection; one call at a time."""
+    """A persistent TFramedTransport connection; one call at a time; over TLS with ``ssl``
+    (:func:`aioaccess.tls.client_context`)."""
 
     def __init__(self, host: str, port: int, *, timeout: float | None = DEFAULT_TIMEOUT,
-                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, ssl: _ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = int(port)
+        self.ssl = ssl
         self.timeout = timeout
         self.max_frame_size = max_frame_size
         self._reader: asyncio.StreamReader | None = None
@@ -30,6 +33,7 @@ class Connection:
         self._lock = asyncio.Lock()
         self._seqids = itertools.count(1)
         self._closes = 0  # aclose() calls so far: a call never reopens what aclose() shut mid-call
+        self._fresh = True
 
     @property
     def is_connected(self) -> bool:
@@ -46,8 +50,9 @@ class Connection:
             return
         try:
             async with asyncio.timeout(self.timeout):
-                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        except (OSError, TimeoutError) as exc:
+                self._reader, self._writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
+                self._fresh = True  # no reply on this connection yet
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError (a refused certificate) is an OSError
             raise ConnectionError(f"cannot connect to {self.host}:{self.port}: {exc or 'timed out'}") from exc
 
     async def call(self, message: bytes, *, oneway: bool = False) -> bytes:
@@ -68,17 +73,18 @@ class Connection:
                 return await self._exchange(message, oneway)
             except _ClosedBeforeReply as exc:
                 if not reused or self._closes != closes:
-                    raise ConnectionError(f"{self.host}:{self.port} closed the connection") from exc.__cause__
+                    raise ConnectionError(f"{self.host}:{self.port} closed the connection{exc.hint}") from exc.__cause__
             await self.connect()
             try:
                 return await self._exchange(message, oneway)
             except _ClosedBeforeReply as exc:
-                raise ConnectionError(f"{self.host}:{self.port} closed the connection") from exc.__cause__
+                raise ConnectionError(f"{self.host}:{self.port} closed the connection{exc.hint}") from exc.__cause__
 
     async def _exchange(self, message: bytes, oneway: bool) -> bytes:
         # Locals: ``aclose()`` from another task must not pull the streams from under us.
         reader, writer = self._reader, self._writer
         assert reader is not None and writer is not None
+        fresh = self._fresh
         head = b""
         try:
             async with asyncio.timeout(self.timeout):
@@ -90,19 +96,30 @@ class Connection:
                 size = int.from_bytes(head, "big")
                 if size == 0 or size > self.max_frame_size:
                     raise ProtocolError(f"reply frame of {size} bytes is outside 1..{self.max_frame_size}")
-                return await reader.readexactly(size)
+                reply = await reader.readexactly(size)
+                self._fresh = False
+                return reply
         except BaseException as exc:
             # The stream is in an unknown state: never reuse it.
             self._abort()
             if isinstance(exc, asyncio.IncompleteReadError):
                 if not head and not exc.partial:
-                    raise _ClosedBeforeReply() from exc
+                    raise _ClosedBeforeReply(self._closed_hint() if fresh else "") from exc
                 raise ConnectionError(f"{self.host}:{self.port} closed the connection") from exc
             if isinstance(exc, ConnectionResetError | BrokenPipeError) and not head:
-                raise _ClosedBeforeReply() from exc
+                raise _ClosedBeforeReply(self._closed_hint() if fresh else "") from exc
             if isinstance(exc, TimeoutError):
                 raise TimeoutError(f"no reply from {self.host}:{self.port} within {self.timeout} s") from exc
             raise
+
+    def _closed_hint(self) -> str:
+        """Why a server may close a connection before its first reply."""
+        if self.ssl is not None:
+            return (" before answering: a TLS server that requires a client certificate closes the connection of a "
+                    "client that presents none, or one it does not trust (client certificate: --tls-cert/--tls-key, "
+                    "or aioaccess.tls.client_context(cert=...))")
+        return (" before answering: if it serves TLS, connect over TLS (--tls/--tls-ca, or "
+                "ssl=aioaccess.tls.client_context(...))")
 
     def _abort(self) -> None:
         if self._writer is not None:
@@ -130,7 +147,11 @@ class Connection:
 
 
 class _ClosedBeforeReply(Exception):
-    """The server closed the connection before any byte of the reply."""
+    """The server closed the connection before any byte of the reply; ``hint`` may say why."""
+
+    def __init__(self, hint: str = "") -> None:
+        super().__init__(hint)
+        self.hint = hint
 
 
 class PoolTimeout(AioaccessError, TimeoutError):
@@ -146,11 +167,12 @@ class ConnectionPool:
     """
 
     def __init__(self, host: str, port: int, *, max_connections: int = 64,
-                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
+                 timeout: float | None = DEFAULT_TIMEOUT, ssl: _ssl.SSLContext | None = None) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
         self.host = host
         self.port = int(port)
+        self.ssl = ssl
         self.timeout = timeout
         self.max_connections = max_connections
         self._idle: deque[Connection] = deque()
@@ -172,7 +194,8 @@ class ConnectionPool:
                                   f"for {self.timeout} s") from exc
             if self._closed:
                 raise ConnectionError("connection pool is closed")
-            conn = self._idle.pop() if self._idle else Connection(self.host, self.port, timeout=self.timeout)
+            conn = (self._idle.pop() if self._idle
+                    else Connection(self.host, self.port, timeout=self.timeout, ssl=self.ssl))
             self._in_use.add(conn)
         return conn
 

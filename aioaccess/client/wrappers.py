@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -12,12 +13,15 @@ __all__ = ["ConcreteServiceClientWrapper", "FetchCommunicationClientWrapper", "S
 
 
 class ConcreteServiceClientWrapper:
-    """``async with Wrapper(host, port) as client``: one connection, closed on exit."""
+    """``async with Wrapper(host, port) as client``: one connection, closed on exit; over TLS with ``ssl``
+    (:func:`aioaccess.tls.client_context`)."""
 
     client_class: ClassVar[type[ConcreteServiceClient]]
 
-    def __init__(self, host: str, port: int, *, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, host: str, port: int, *, timeout: float | None = DEFAULT_TIMEOUT,
+                 ssl: SSLContext | None = None) -> None:
         self.host = host
+        self.ssl = ssl
         try:
             self.port = int(port)
         except ValueError:
@@ -26,7 +30,7 @@ class ConcreteServiceClientWrapper:
         self._client: ConcreteServiceClient | None = None
 
     async def __aenter__(self) -> Any:
-        client = self.client_class.connect(self.host, self.port, timeout=self.timeout)
+        client = self.client_class.connect(self.host, self.port, timeout=self.timeout, ssl=self.ssl)
         await client.__aenter__()
         self._client = client
         return client

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from ssl import SSLContext
 from types import TracebackType
 
 from ..exceptions import ProtocolError
@@ -111,10 +112,12 @@ class PipelinedPool:
     """
 
     def __init__(self, host: str, port: int, *, max_connections: int = 8, timeout: float | None = 10.0,
-                 pipeline_depth: int = 8, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+                 pipeline_depth: int = 8, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+                 ssl: SSLContext | None = None) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
         self.host = host
+        self.ssl = ssl
         self.port = int(port)
         self.address = f"{host}:{self.port}"
         self.max_connections = max_connections
@@ -180,7 +183,7 @@ class PipelinedPool:
             if asyncio.current_task() is None:
                 await asyncio.sleep(0)  # wait_for needs a task on newer Pythons; yielding once gives one
             _, conn = await asyncio.wait_for(
-                self.loop.create_connection(lambda: _Upstream(self), self.host, self.port), self.timeout)
+                self.loop.create_connection(lambda: _Upstream(self), self.host, self.port, ssl=self.ssl), self.timeout)
         except (OSError, TimeoutError) as exc:
             raise ConnectionError(f"cannot connect to {self.address}: {exc or 'timed out'}") from exc
         finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .. import __version__, codec
@@ -41,6 +41,11 @@ class CommunicationContainerFetchHandler:
         if type(self).fetch_raw is not CommunicationContainerFetchHandler.fetch_raw:
             return None
         return self.container.current_raw_table()
+
+    @property
+    def raw_table_guard(self) -> Callable[[], None] | None:
+        """The container's :meth:`~CommunicationContainer.raw_table_guard`: call it before each use of raw_table."""
+        return self.container.raw_table_guard()
 
     @property
     def inline_safe(self) -> bool:

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -73,16 +74,16 @@ class RelayFetchHandler:
     """
 
     def __init__(self, host: str, port: int, *, max_connections: int = 64,
-                 timeout: float = DEFAULT_RELAY_TIMEOUT, pipelined: bool = True) -> None:
+                 timeout: float = DEFAULT_RELAY_TIMEOUT, pipelined: bool = True, ssl: SSLContext | None = None) -> None:
         self.host = host
         self.port = int(port)
         self.timeout = timeout
         self.pipelined = pipelined
         self.pool: PipelinedPool | ConnectionPool
         if pipelined:
-            self.pool = PipelinedPool(host, self.port, max_connections=max_connections, timeout=timeout)
+            self.pool = PipelinedPool(host, self.port, max_connections=max_connections, timeout=timeout, ssl=ssl)
         else:
-            self.pool = ConnectionPool(host, self.port, max_connections=max_connections, timeout=timeout)
+            self.pool = ConnectionPool(host, self.port, max_connections=max_connections, timeout=timeout, ssl=ssl)
         self.client = FetchCommunicationClient(self.pool)
 
     @property

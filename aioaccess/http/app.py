@@ -310,8 +310,9 @@ class HTTPServer:
 
     def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 8080, *,
                  shutdown_timeout: float = 30.0, backlog: int = 2048, reuse_port: bool = False,
-                 access_log: bool = False) -> None:
+                 access_log: bool = False, ssl_context: Any = None) -> None:
         self.app = app
+        self.ssl_context = ssl_context  # serve HTTPS (aioaccess.tls.server_context); None: plain HTTP
         self.host = host
         self.port = port
         self.shutdown_timeout = shutdown_timeout
@@ -329,7 +330,7 @@ class HTTPServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.bound_port}"
+        return f"{'https' if self.ssl_context is not None else 'http'}://{self.host}:{self.bound_port}"
 
     async def start(self) -> None:
         """Bind and start serving."""
@@ -339,7 +340,7 @@ class HTTPServer:
                                     **kwargs)
         await self.runner.setup()
         self.site = web.TCPSite(self.runner, self.host, self.port, backlog=self.backlog,
-                                reuse_address=True, reuse_port=self.reuse_port or None)
+                                reuse_address=True, reuse_port=self.reuse_port or None, ssl_context=self.ssl_context)
         try:
             await self.site.start()
         except BaseException:

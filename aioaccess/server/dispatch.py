@@ -98,6 +98,10 @@ class Processor:
         """
         return getattr(self.handler, "raw_table", None) if self._fetch_now else None
 
+    def fetch_table_guard(self) -> Callable[[], object] | None:
+        """What to call before each use of :meth:`fetch_table` (the handler's ``raw_table_guard``), or None."""
+        return getattr(self.handler, "raw_table_guard", None) if self._fetch_now else None
+
     async def process(self, msg: bytes) -> bytes | list[bytes] | None:
         """Answer one message; None for oneway calls.  ProtocolError: close the connection.
 

@@ -102,6 +102,7 @@ class FramedProtocol(asyncio.Protocol):
         self.write_paused = False
         self.task: asyncio.Task[None] | None = None
         self.fetch_table = processor.fetch_table()
+        self.fetch_guard = processor.fetch_table_guard()  # e.g. applies queued inotify events first
         self.max_reply_size = processor.max_reply_size
         self.observer = processor.observer
 
@@ -204,6 +205,8 @@ class FramedProtocol(asyncio.Protocol):
         table = self.fetch_table
         if table is not None and not (self.busy or self.pending or self.held or self.closing or self.refused
                                       or self.write_paused) and self.transport is not None:
+            if self.fetch_guard is not None:
+                self.fetch_guard()
             if self.observer is None:
                 reply = fetch_reply_now(data, table, self.max_reply_size, WRITEV_FROM)
             else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl as _ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -67,13 +68,14 @@ class ServerState:
 
 @dataclass
 class Listener:
-    """One service on one address; ``port`` is the bound port after startup."""
+    """One service on one address; ``port`` is the bound port after startup; ``ssl``: served over TLS."""
 
     processor: Processor
     host: str
     port: int
     sock: socket.socket | None = None
     server: asyncio.Server | None = None
+    ssl: _ssl.SSLContext | None = None
 
     @property
     def bound_port(self) -> int:
@@ -94,9 +96,10 @@ class Server:
         self.cleanups: list[Any] = []  # async callables run after shutdown
 
     def add_service(self, processor: Processor, host: str = "127.0.0.1", port: int = 9090,
-                    sock: socket.socket | None = None) -> Listener:
-        """Serve ``processor`` on ``host:port`` (or an already bound ``sock``)."""
-        listener = Listener(processor, host, port, sock)
+                    sock: socket.socket | None = None, *, ssl: _ssl.SSLContext | None = None) -> Listener:
+        """Serve ``processor`` on ``host:port`` (or an already bound ``sock``); over TLS with ``ssl``
+        (:func:`aioaccess.tls.server_context`)."""
+        listener = Listener(processor, host, port, sock, ssl=ssl)
         self.listeners.append(listener)
         return listener
 
@@ -118,14 +121,14 @@ class Server:
 
                 if listener.sock is not None:
                     listener.server = await loop.create_server(factory, sock=listener.sock,
-                                                               backlog=self.config.backlog)
+                                                               backlog=self.config.backlog, ssl=listener.ssl)
                 else:
                     listener.server = await loop.create_server(
                         factory, listener.host, listener.port, backlog=self.config.backlog,
-                        reuse_address=True, reuse_port=self.config.reuse_port or None,
+                        reuse_address=True, reuse_port=self.config.reuse_port or None, ssl=listener.ssl,
                     )
-                logger.info("Serving %s on %s:%d", type(listener.processor.handler).__name__,
-                            listener.host, listener.bound_port)
+                logger.info("Serving %s on %s:%d%s", type(listener.processor.handler).__name__,
+                            listener.host, listener.bound_port, " (TLS)" if listener.ssl is not None else "")
         except BaseException:
             # One address failed: release the ones already bound before reporting it.
             for listener in self.listeners:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ssl as _ssl
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -20,22 +21,23 @@ class ConcreteServiceWrapper:
     concrete_service_class: ClassVar[Any]
 
     def __init__(self, implementation: Any, *, config: ServerConfig | None = None,
-                 observer: CallObserver | None = None) -> None:
+                 observer: CallObserver | None = None, ssl: _ssl.SSLContext | None = None) -> None:
         self.implementation = implementation
         self.config = config
+        self.ssl = ssl  # serve over TLS (aioaccess.tls.server_context); None: plaintext, as concrete-python
         self.processor = Processor(self.concrete_service_class, implementation, observer=observer)
 
     async def serve(self, host: str, port: int) -> None:
         """Serve until cancelled; in-flight calls finish on the way out."""
         server = Server(self.config)
-        server.add_service(self.processor, host, port)
+        server.add_service(self.processor, host, port, ssl=self.ssl)
         await server.serve()
 
     @contextlib.asynccontextmanager
     async def serving(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Listener]:
         """Serve in the background for the ``async with`` body; yields the listener (``.bound_port``)."""
         server = Server(self.config)
-        listener = server.add_service(self.processor, host, port)
+        listener = server.add_service(self.processor, host, port, ssl=self.ssl)
         await server.startup()
         try:
             yield listener

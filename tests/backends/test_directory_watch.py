@@ -204,7 +204,9 @@ async def test_a_file_rewritten_during_a_threaded_read_is_not_kept(tree: tuple[s
 
 
 # -- what never enters raw_table ---------------------------------------------
-async def test_symlinked_and_hard_linked_files_are_served_but_not_trusted(tmp_path: Any) -> None:
+async def test_symlinked_and_hard_linked_files_are_served_but_not_trusted(tmp_path: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(directory, "_RACY_NS", 0)  # as if the files were written long ago
     plain, linked, hard = concrete_comms(3)
     root, elsewhere = tmp_path / "tree", tmp_path / "elsewhere"
     root.mkdir()
@@ -369,8 +371,9 @@ def test_each_new_loop_watches_afresh(tree: tuple[str, dict[str, str]], comms: l
 
 
 # -- when not to watch -------------------------------------------------------------
-async def test_watch_false_confirms_every_read_with_stat(tree: tuple[str, dict[str, str]],
-                                                         comms: list[Any]) -> None:
+async def test_watch_false_confirms_every_read_with_stat(tree: tuple[str, dict[str, str]], comms: list[Any],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(directory, "_RACY_NS", 0)  # as if the files were written long ago
     root, paths = tree
     before = _inotify_fds()
     container = DirectoryBackedCommunicationContainer(root, watch=False)
@@ -380,6 +383,25 @@ async def test_watch_false_confirms_every_read_with_stat(tree: tuple[str, dict[s
     assert _inotify_fds() == before
     new = cp_write(concrete_comms(1, prefix="unwatched")[0])
     _replace(paths[comms[0].id], new)
+    assert await container.get_raw(comms[0].id) == new
+
+
+async def test_a_file_changed_within_the_timestamp_granularity_is_not_kept_while_unwatched(
+        tree: tuple[str, dict[str, str]], comms: list[Any]) -> None:
+    # A same-size rewrite in the same timestamp tick would keep (inode, size, mtime, ctime): stat cannot see it,
+    # so a version this recent is served but not kept.
+    root, paths = tree
+    container = DirectoryBackedCommunicationContainer(root, watch=False)
+    path = paths[comms[0].id]
+    old = cp_write(comms[0])
+    new = old.replace(b"Document 0", b"Document X")
+    assert len(new) == len(old) != 0 and new != old
+    st = os.stat(path)
+    assert await container.get_raw(comms[0].id) == old
+    assert comms[0].id not in container._cache
+    with open(path, "r+b") as f:
+        f.write(new)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime: only ctime still differs
     assert await container.get_raw(comms[0].id) == new
 
 

@@ -13,7 +13,9 @@ from aioaccess import (
     BackendUnavailable,
     CommunicationContainerFetchHandler,
     FetchBackedCommunicationContainer,
+    FetchCommunicationClientWrapper,
     FetchCommunicationServiceWrapper,
+    FetchRequest,
     RedisHashBackedCommunicationContainer,
     S3BackedCommunicationContainer,
     prefix_s3_key,
@@ -53,6 +55,29 @@ async def test_redis_missing_key_is_empty(redis_client: Any, redis_key: str) -> 
     assert await container.count() == 0
     assert await container.ids() == []
     assert await container.get_raw_many(["a", "b"]) == {}
+
+
+@pytest.mark.redis
+async def test_redis_field_names_that_are_not_utf8_are_skipped_with_one_warning(
+        redis_client: Any, redis_key: str, raws: dict[str, bytes], caplog: pytest.LogCaptureFixture) -> None:
+    await redis_client.hset(redis_key, mapping={**raws, b"\xff\xfe-not-utf8": b"junk", b"caf\xe9": b"junk"})
+    container = RedisHashBackedCommunicationContainer(redis_client, redis_key)
+    handler = CommunicationContainerFetchHandler(container)
+    with caplog.at_level("WARNING", logger="aioaccess.backends.redis"):
+        async with FetchCommunicationServiceWrapper(handler).serving() as listener:
+            async with FetchCommunicationClientWrapper("127.0.0.1", listener.bound_port) as client:
+                assert sorted(await client.getCommunicationIDs(0, 100)) == sorted(raws)
+                assert sorted(await client.getCommunicationIDs(0, 100)) == sorted(raws)
+                assert await client.getCommunicationCount() == len(raws) + 2  # HLEN, as concrete-python
+                fetched = await client.fetch(FetchRequest(communicationIds=sorted(raws)))
+                assert len(fetched.communications) == len(raws)
+        assert sorted([i async for i in container]) == sorted(raws)
+    warnings = [r.getMessage() for r in caplog.records if "not UTF-8" in r.getMessage()]
+    assert len(warnings) == 1 and "Skipping 2 field names" in warnings[0], warnings
+    await redis_client.hdel(redis_key, b"caf\xe9")
+    with caplog.at_level("WARNING", logger="aioaccess.backends.redis"):
+        assert sorted(await container.ids()) == sorted(raws)
+    assert "Skipping 1 field names" in caplog.records[-1].getMessage()
 
 
 # -- S3 --------------------------------------------------------------------------
