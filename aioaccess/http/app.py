@@ -30,6 +30,7 @@ from ..codec import CodecError, tjson
 from ..exceptions import AioaccessError, ReplyTooLarge
 from ..schema import Communication, FetchCommunicationService, StoreCommunicationService
 from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
+from .body import BodyTooLarge, read_limited, release_refusals
 
 __all__ = [
     "CONTENT_TYPE",
@@ -195,9 +196,13 @@ class TJSONEndpoint:
 async def _read_body(request: web.Request) -> bytes:
     """The whole body (decoded from its Content-Encoding), or an HTTP 4xx saying why not."""
     timeout = request.app[_BODY_TIMEOUT]
+    max_size = request.app[_MAX_SIZE]
     try:
         async with asyncio.timeout(timeout):
-            return await request.read()
+            return await read_limited(request.content, max_size)
+    except BodyTooLarge:
+        raise _bad(web.HTTPRequestEntityTooLarge, f"request body exceeds the limit of {max_size} bytes",
+                   max_size=max_size, actual_size=max_size + 1) from None
     except TimeoutError:
         exc = _bad(web.HTTPRequestTimeout, f"request body not received in full within {timeout:g} s")
         exc.force_close()
@@ -261,6 +266,7 @@ def create_app(fetch_handler: Any = None, store_handler: Any = None, *, static_p
     if body_timeout is not None and not body_timeout > 0:
         raise ValueError(f"body_timeout must be > 0 or None, not {body_timeout}")
     app = web.Application(client_max_size=client_max_size, middlewares=[_cors_middleware] if cors else [])
+    app.middlewares.append(release_refusals)  # innermost: a refusal lets go of the body at once
     app[_MAX_SIZE] = client_max_size
     app[_BODY_TIMEOUT] = body_timeout
     app[_CORS] = cors
