@@ -19,7 +19,7 @@ from .protocol import FramedProtocol
 if TYPE_CHECKING:
     from .dispatch import Processor
 
-__all__ = ["Listener", "Server", "ServerState"]
+__all__ = ["Listener", "Server", "ServerState", "reserve_fds"]
 
 logger = logging.getLogger("aioaccess.server")
 
@@ -44,6 +44,20 @@ def _ensure_fd_limit(wanted: int) -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def reserve_fds(max_connections: int) -> None:
+    """Raise the open-file limit to fit ``max_connections`` (and a margin), or warn that it cannot.
+
+    Past the limit accept() fails with EMFILE and clients hang in the backlog
+    instead of getting the server's clear refusal at its connection cap.
+    """
+    wanted = max_connections + _FD_MARGIN
+    fd_limit = _ensure_fd_limit(wanted)
+    if fd_limit < wanted:
+        logger.warning("Open-file limit %d is below max_connections %d + %d: beyond it connections wait "
+                       "unserved instead of being refused (raise ulimit -n or lower --max-connections)",
+                       fd_limit, max_connections, _FD_MARGIN)
 
 
 @dataclass
@@ -103,14 +117,7 @@ class Server:
     async def startup(self) -> None:
         """Bind every listener."""
         loop = asyncio.get_running_loop()
-        # Past the open-file limit accept() fails with EMFILE and clients hang in the backlog
-        # instead of getting the clear max_connections refusal: make room, or say so.
-        wanted = self.config.max_connections + _FD_MARGIN
-        fd_limit = _ensure_fd_limit(wanted)
-        if fd_limit < wanted:
-            logger.warning("Open-file limit %d is below max_connections %d + %d: beyond it connections wait "
-                           "unserved instead of being refused (raise ulimit -n or lower --max-connections)",
-                           fd_limit, self.config.max_connections, _FD_MARGIN)
+        reserve_fds(self.config.max_connections)
         try:
             for listener in self.listeners:
                 def factory(p: Processor = listener.processor) -> FramedProtocol:
