@@ -28,6 +28,7 @@ except ImportError:  # not POSIX
 from ..exceptions import ProtocolError
 from ..wire.framing import FrameDecoder
 from ..wire.messages import WRITEV_FROM, build_application_exception, fetch_reply_now, parse_header
+from .slots import oldest_idle
 
 if TYPE_CHECKING:
     from .dispatch import Processor
@@ -110,7 +111,7 @@ class FramedProtocol(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
         self.transport = transport  # type: ignore[assignment]
         self.last_frame_at = self.loop.time()
-        if len(self.state.connections) >= self.config.max_connections:
+        if len(self.state.connections) >= self.config.max_connections and not self._make_room():
             self.refused = True
             self.state.refused += 1
             self.state.refusing.add(self)
@@ -120,6 +121,26 @@ class FramedProtocol(asyncio.Protocol):
         self.state.connections.add(self)
         self.state.total_connections += 1
         self._arm_idle()
+
+    def _make_room(self) -> bool:
+        """At the cap: close the connection idle longest (see ``server.slots``); False when none is idle."""
+        victim = oldest_idle(self.state.connections, self.last_frame_at)
+        if victim is None or victim.transport is None:
+            return False
+        logger.info("At the limit of %d connections: closing the one idle longest", self.config.max_connections)
+        self.state.idle_closed += 1
+        self.state.evicted += 1
+        victim.transport.close()
+        return True
+
+    def idle_since(self) -> float | None:
+        """When this connection last finished a call, or None while it has one in flight, queued or arriving
+        (a partial frame), or a reply still going out."""
+        transport = self.transport
+        if (self.busy or self.pending or self.held or self.decoder.buffered or self.closing or transport is None
+                or transport.is_closing() or _unsent(transport)):
+            return None
+        return self.last_frame_at
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)

@@ -73,6 +73,8 @@ class ServerState:
     total_requests: int = 0
     refused: int = 0
     idle_closed: int = 0
+    #: Idle connections closed to make room for a new one at ``max_connections`` (also in ``idle_closed``).
+    evicted: int = 0
     protocol_errors: int = 0
     #: Bytes of unfinished frames held by all connections, and connections closed for passing the budget.
     buffered_bytes: int = 0
