@@ -25,6 +25,8 @@ logger = logging.getLogger("aioaccess.server")
 
 #: File descriptors kept beyond ``max_connections`` for listeners, backends and files.
 _FD_MARGIN = 256
+#: Seconds shutdown waits, at most, for peers to close their side after the server's goodbye.
+_GOODBYE_WAIT = 2.0
 
 
 def _ensure_fd_limit(wanted: int) -> int:
@@ -167,15 +169,25 @@ class Server:
         for conn in list(self.state.refusing):
             conn.shutdown()
         grace = self.config.graceful_timeout
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
         if self.state.tasks:
             logger.info("Waiting up to %.1f s for %d in-flight calls", grace, len(self.state.tasks))
-            _, pending = await asyncio.wait(set(self.state.tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
+        while self.state.tasks:  # calls queued behind one in flight start when it ends: wait for those too
+            if loop.time() >= end:
+                pending = set(self.state.tasks)
+                for task in pending:
+                    task.cancel()
                 logger.warning("Cancelled %d calls still running after %.1f s", len(pending), grace)
                 await asyncio.wait(pending)
-        for conn in list(self.state.connections):
+                break
+            await asyncio.wait(set(self.state.tasks), timeout=end - loop.time())
+        # Every connection has said goodbye (half-closed) once its last reply was out: give the peers a
+        # moment to read it and close their side, so that nothing they sent meanwhile turns into a reset.
+        deadline = loop.time() + min(_GOODBYE_WAIT, grace)
+        while (self.state.connections or self.state.refusing) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in [*self.state.connections, *self.state.refusing]:
             if conn.transport is not None:
                 conn.transport.close()
         for listener in self.listeners:
