@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pytest
 from _reliability import AioaccessProcess, raise_nofile, rss_kb, set_figure
 
 LIMIT = 8 << 20  # --client-max-size of the memory test
@@ -38,9 +39,13 @@ async def _chunked(size: int) -> AsyncIterator[bytes]:
         yield piece
 
 
-async def test_bombs_and_oversized_bodies_leave_memory_where_it_was(comm_dir: str, store_dir: str) -> None:
+async def test_bombs_and_oversized_bodies_leave_memory_where_it_was(comm_dir: str, store_dir: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """gzip bombs, chunked bodies over the limit and unparseable bodies just under it, one after another and at
     once, on both endpoints: each gets its 413 or 400, and the server's RSS comes back to within a few MB."""
+    # Buffers over 1 MiB always mmap'd, so freeing one returns it to the system at once: RSS then shows what
+    # the server still holds, not how glibc's adaptive threshold happened to place the big buffers.
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", str(1 << 20))
     bomb = gzip.compress(b" " * (8 * LIMIT))  # 64 KB that inflate to 64 MiB
     garbage = b"[" * (LIMIT - 1024)  # not TJSON: a 400 after the whole body was read
     with AioaccessProcess("http-server", comm_dir, "--store-path", store_dir,
@@ -61,16 +66,16 @@ async def test_bombs_and_oversized_bodies_leave_memory_where_it_was(comm_dir: st
             before = rss_kb(server.pid)
             figures: dict[str, Any] = {"limit_mb": LIMIT >> 20, "rss_before_mb": before >> 10}
             for name, (data, headers, status) in kinds.items():
-                for _ in range(10):  # one after another
+                for _ in range(5):  # one after another
                     for url in urls:
                         assert (await _post(session, url, data(), headers))[0] == status, name
                 sequential = rss_kb(server.pid)
                 got = await asyncio.gather(*(_post(session, urls[i % 2], data(), headers) for i in range(16)))
                 assert [s for s, _ in got] == [status] * 16, name
                 concurrent = rss_kb(server.pid)
-                figures[name] = {"after_20_in_a_row_mb": sequential >> 10, "after_16_at_once_mb": concurrent >> 10}
+                figures[name] = {"after_10_in_a_row_mb": sequential >> 10, "after_16_at_once_mb": concurrent >> 10}
                 for after in (sequential, concurrent):
-                    assert after - before < 40 << 10, f"{name}: RSS {before} KiB -> {after} KiB"
+                    assert after - before < 32 << 10, f"{name}: RSS {before} KiB -> {after} KiB"
             figures["peak_mb"] = _vm_hwm_kb(server.pid) >> 10
             status, body = await _post(session, urls[0], COUNT, CT)
             assert (status, json.loads(body)[2]) == (200, 2)
@@ -112,7 +117,7 @@ def _request(body: bytes = COUNT) -> bytes:
 
 
 async def test_slow_headers_and_idle_clients_are_cut_while_a_steady_client_is_not(comm_dir: str) -> None:
-    with AioaccessProcess("http-server", comm_dir, "--header-timeout", "1", "--keepalive-timeout", "2.5") as server:
+    with AioaccessProcess("http-server", comm_dir, "--header-timeout", "1", "--keepalive-timeout", "4") as server:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         idle_r, idle_w = await _open(server.port)  # never sends a byte
@@ -127,7 +132,7 @@ async def test_slow_headers_and_idle_clients_are_cut_while_a_steady_client_is_no
 
         async def steady() -> int:
             n = 0
-            while loop.time() - t0 < 4.5:
+            while loop.time() - t0 < 6.5:
                 steady_w.write(_request())
                 status = await steady_r.readline()
                 assert status.startswith(b"HTTP/1.1 200"), status
@@ -140,17 +145,17 @@ async def test_slow_headers_and_idle_clients_are_cut_while_a_steady_client_is_no
 
         trickling = asyncio.create_task(trickle())
         steady_calls = asyncio.create_task(steady())
-        slow = await _closed_after(slow_r, t0, 5)
+        slow = await _closed_after(slow_r, t0, 8)
         trickling.cancel()
-        idle = await _closed_after(idle_r, t0, 6)
-        served = await _closed_after(served_r, t0, 6)
-        assert await steady_calls >= 8  # ...and its connection was never cut
+        idle = await _closed_after(idle_r, t0, 10)
+        served = await _closed_after(served_r, t0, 10)
+        assert await steady_calls >= 10  # ...and its connection was never cut
         await _close_all([idle_w, slow_w, served_w, steady_w])
     set_figure("http_cut_after_s", {"slow_header": round(slow, 1), "idle": round(idle, 1),
                                     "idle_after_a_request": round(served, 1)})
-    assert 0.9 < slow < 2.0, slow  # the header timeout, well before the keep-alive timeout
-    assert 2.3 < idle < 4.0, idle
-    assert 2.3 < served < 4.0, served
+    assert 0.9 < slow < 3.5, slow  # the header timeout, well before the keep-alive timeout
+    assert 3.8 < idle < 7.0, idle
+    assert 3.8 < served < 7.0, served
 
 
 async def test_good_client_is_served_while_eleven_hundred_half_sent_requests_are_held(comm_dir: str) -> None:
