@@ -119,7 +119,9 @@ class GuardedConnection(asyncio.Protocol):
         self.handler.resume_writing()
 
     def idle_since(self) -> float | None:
-        return None if self.requests or self.refused else self.last_active
+        if self.requests or self.refused or self.handler.transport is None:  # busy, refused or closing
+            return None
+        return self.last_active
 
     def close(self) -> None:
         self.handler.force_close()
