@@ -47,6 +47,11 @@ The format (every key but ``kind``, ``port`` and the kind's SOURCE/TARGET is opt
     store = "store-1"             # name of a store service above, or target = "..."
     static = "/srv/www"           # optional static files
     cors = false
+    header_timeout = 30.0         # seconds for a request head, from its first byte; 0 = never
+    keepalive_timeout = 75.0      # seconds without a request before closing; 0 = never
+    body_timeout = 60.0           # seconds for a request body, from its head (408); 0 = never
+    max_connections = 10000       # default: [server] max_connections; at the cap the connection
+                                  # idle longest is closed, or 503 when all are busy
 
 Backend keys (``redis_key``, ``endpoint_url``, ...) may also appear in a
 service's own table, overriding ``[backend]``.
@@ -69,6 +74,8 @@ from ..server import ServerConfig
 from ..server.supervisor import is_worker
 from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
 from .errors import UsageError
+from .http_options import CONFIG_KEYS as HTTP_LIMIT_KEYS
+from .http_options import http_limits
 from .options import check_buffered_bytes, check_reply_size
 from .sources import add_backend_options
 from .tls_options import add_client_tls_options, server_tls_from
@@ -98,7 +105,7 @@ _KIND_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "store": {"target": str, "fsync": bool},
     "relay": {"upstream": str},
     "http": {"fetch": str, "store": str, "source": str, "target": str, "static": str, "cors": bool,
-             "client_max_size": int, "fsync": bool},
+             "client_max_size": int, "fsync": bool, **HTTP_LIMIT_KEYS},
 }
 _REQUIRED = {"fetch": ("source",), "store": ("target",), "relay": ("upstream",), "http": ()}
 
@@ -266,6 +273,10 @@ def _service(path: str, index: int, table: dict[str, Any], backend: dict[str, An
             raise ConfigError(f"{where}: needs fetch, store, source, target or static")
         if "static" in options and not os.path.isdir(options["static"]):
             raise ConfigError(f"{where}: static {options['static']!r} is not a directory")
+        try:
+            http_limits(options)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
     name = options.pop("name", f"{kind}-{index}")
     host = options.pop("host", "127.0.0.1")
     del options["kind"]

@@ -14,6 +14,7 @@ from ..http.app import DEFAULT_CLIENT_MAX_SIZE, FETCH_PATH, STORE_PATH, HTTPServ
 from ..schema import FetchCommunicationService
 from ..server import Server
 from .errors import UsageError
+from .http_options import add_http_limit_options, http_limits
 from .ops_commands import open_metrics, service_label, supervise
 from .options import add_server_options, server_config
 from .run import run, serve_until_signalled
@@ -50,6 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="send 'Access-Control-Allow-Origin: *' and answer CORS preflight requests")
     p.add_argument("--client-max-size", type=int, default=DEFAULT_CLIENT_MAX_SIZE,
                    help=f"largest request body in bytes (default: {DEFAULT_CLIENT_MAX_SIZE})")
+    add_http_limit_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
@@ -137,6 +139,10 @@ async def _open_fetch_handler(spec: str, args: argparse.Namespace, stack: AsyncE
 async def _http_server(args: argparse.Namespace) -> int:
     if args.client_max_size < 1:
         raise UsageError(f"--client-max-size must be >= 1, not {args.client_max_size}")
+    try:
+        limits, body_timeout = http_limits(vars(args), flags=True)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     if args.static_path is not None and not os.path.isdir(args.static_path):
         raise UsageError(f"static path {args.static_path} is not a directory")
     tls = server_tls(args)
@@ -149,10 +155,11 @@ async def _http_server(args: argparse.Namespace) -> int:
                 stack.push_async_callback(store_handler.aclose)
         try:
             app = create_app(fetch_handler, store_handler, static_path=args.static_path, cors=args.cors,
-                             client_max_size=args.client_max_size)
+                             client_max_size=args.client_max_size, body_timeout=body_timeout)
         except FileNotFoundError as exc:
             raise UsageError(str(exc)) from exc
-        http = HTTPServer(app, args.host, args.port, shutdown_timeout=args.graceful_timeout, ssl_context=tls)
+        http = HTTPServer(app, args.host, args.port, shutdown_timeout=args.graceful_timeout, limits=limits,
+                          ssl_context=tls)
         try:
             await http.start()
         except OSError as exc:

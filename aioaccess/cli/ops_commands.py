@@ -491,6 +491,7 @@ async def _finish(task: asyncio.Future[None]) -> None:
 async def _http_server(spec: ServiceSpec, handlers: dict[str, Any], fetch_handler: Any, stack: AsyncExitStack,
                        config: ServeConfig) -> Any:
     from ..http import HTTPServer, create_app
+    from .http_options import http_limits
     from .sources import open_target
 
     opts = spec.options
@@ -503,6 +504,7 @@ async def _http_server(spec: ServiceSpec, handlers: dict[str, Any], fetch_handle
     kwargs: dict[str, Any] = {"static_path": opts.get("static"), "cors": opts.get("cors", False)}
     if "client_max_size" in opts:
         kwargs["client_max_size"] = opts["client_max_size"]
+    limits, kwargs["body_timeout"] = http_limits(opts, config.server.max_connections)
     app = create_app(fetch, store, **kwargs)
     return HTTPServer(app, spec.host, spec.port, shutdown_timeout=config.server.graceful_timeout,
-                      reuse_port=is_worker(), ssl_context=spec.ssl)
+                      reuse_port=is_worker(), limits=limits, ssl_context=spec.ssl)

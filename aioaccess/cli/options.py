@@ -44,7 +44,8 @@ def add_server_options(parser: argparse.ArgumentParser, default_port: int = 9090
                            "with ServicesException (a single Communication is always sent); at most "
                            f"{MAX_REPLY_SIZE_LIMIT} (default: {DEFAULT_MAX_REPLY_SIZE})")
     group.add_argument("--max-connections", type=int, default=10_000,
-                       help="refuse connections beyond this many (default: 10000)")
+                       help="at this many open connections, close the one idle longest for a new one, or refuse "
+                       "it when none is idle (default: 10000)")
     group.add_argument("--graceful-timeout", type=float, default=30.0,
                        help="seconds shutdown waits for in-flight calls (default: 30)")
     group.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",

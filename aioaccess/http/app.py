@@ -29,7 +29,10 @@ from thriftpy2.thrift import TType
 from ..codec import CodecError, tjson
 from ..exceptions import AioaccessError, ReplyTooLarge
 from ..schema import Communication, FetchCommunicationService, StoreCommunicationService
+from ..server.server import reserve_fds
 from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
+from .body import BodyTooLarge, read_limited, release_refusals
+from .limits import ConnectionGuard, HTTPLimits
 
 __all__ = [
     "CONTENT_TYPE",
@@ -195,9 +198,13 @@ class TJSONEndpoint:
 async def _read_body(request: web.Request) -> bytes:
     """The whole body (decoded from its Content-Encoding), or an HTTP 4xx saying why not."""
     timeout = request.app[_BODY_TIMEOUT]
+    max_size = request.app[_MAX_SIZE]
     try:
         async with asyncio.timeout(timeout):
-            return await request.read()
+            return await read_limited(request.content, max_size)
+    except BodyTooLarge:
+        raise _bad(web.HTTPRequestEntityTooLarge, f"request body exceeds the limit of {max_size} bytes",
+                   max_size=max_size, actual_size=max_size + 1) from None
     except TimeoutError:
         exc = _bad(web.HTTPRequestTimeout, f"request body not received in full within {timeout:g} s")
         exc.force_close()
@@ -261,6 +268,7 @@ def create_app(fetch_handler: Any = None, store_handler: Any = None, *, static_p
     if body_timeout is not None and not body_timeout > 0:
         raise ValueError(f"body_timeout must be > 0 or None, not {body_timeout}")
     app = web.Application(client_max_size=client_max_size, middlewares=[_cors_middleware] if cors else [])
+    app.middlewares.append(release_refusals)  # innermost: a refusal lets go of the body at once
     app[_MAX_SIZE] = client_max_size
     app[_BODY_TIMEOUT] = body_timeout
     app[_CORS] = cors
@@ -305,14 +313,18 @@ class HTTPServer:
     ``await start()`` binds (``port=0`` picks a free port; see ``bound_port``),
     ``await aclose()`` stops accepting and finishes requests in flight.  To run it
     beside a Thrift :class:`~aioaccess.server.Server`, start it and append
-    ``aclose`` to ``server.cleanups``.
+    ``aclose`` to ``server.cleanups``.  ``limits`` (:class:`HTTPLimits`): header
+    and keep-alive timeouts and the connection cap.
     """
 
     def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 8080, *,
                  shutdown_timeout: float = 30.0, backlog: int = 2048, reuse_port: bool = False,
-                 access_log: bool = False, ssl_context: Any = None) -> None:
+                 access_log: bool = False, limits: HTTPLimits | None = None, ssl_context: Any = None) -> None:
         self.app = app
         self.ssl_context = ssl_context  # serve HTTPS (aioaccess.tls.server_context); None: plain HTTP
+        self.limits = limits or HTTPLimits()
+        self.guard = ConnectionGuard(self.limits)
+        self.listener: asyncio.Server | None = None
         self.host = host
         self.port = port
         self.shutdown_timeout = shutdown_timeout
@@ -320,13 +332,12 @@ class HTTPServer:
         self.reuse_port = reuse_port
         self.access_log = access_log
         self.runner: web.AppRunner | None = None
-        self.site: web.TCPSite | None = None
 
     @property
     def bound_port(self) -> int:
-        if self.runner is None or not self.runner.addresses:
+        if self.listener is None or not self.listener.sockets:
             raise RuntimeError("HTTP server has not started")
-        return int(self.runner.addresses[0][1])
+        return int(self.listener.sockets[0].getsockname()[1])
 
     @property
     def url(self) -> str:
@@ -336,13 +347,18 @@ class HTTPServer:
         """Bind and start serving."""
         kwargs: dict[str, Any] = {} if self.access_log else {"access_log": None}
         kwargs["logger"] = _ClientFaultLog(logging.getLogger("aiohttp.server"), {})
+        kwargs.update(self.limits.handler_args())
+        self.app.middlewares.insert(0, self.guard.middleware)
         self.runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=self.shutdown_timeout,
                                     **kwargs)
         await self.runner.setup()
-        self.site = web.TCPSite(self.runner, self.host, self.port, backlog=self.backlog,
-                                reuse_address=True, reuse_port=self.reuse_port or None, ssl_context=self.ssl_context)
+        assert self.runner.server is not None
+        reserve_fds(self.limits.max_connections)
         try:
-            await self.site.start()
+            # Our own listener rather than a TCPSite: each connection is wrapped in a GuardedConnection.
+            self.listener = await asyncio.get_running_loop().create_server(
+                self.guard.factory(self.runner.server), self.host, self.port, backlog=self.backlog,
+                reuse_address=True, reuse_port=self.reuse_port or None, ssl=self.ssl_context)
         except BaseException:
             await self.runner.cleanup()
             self.runner = None
@@ -352,7 +368,10 @@ class HTTPServer:
 
     async def aclose(self) -> None:
         """Stop accepting, let requests in flight finish, close connections."""
-        runner, self.runner, self.site = self.runner, None, None
+        runner, self.runner = self.runner, None
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.close()
         if runner is not None:
             await runner.cleanup()
             logger.info("HTTP server stopped")

@@ -18,7 +18,8 @@ class ServerConfig:
     #: Close a connection after this many seconds without a complete request
     #: while nothing is in flight (slow senders included); None: never.
     idle_timeout: float | None = 300.0
-    #: Refuse connections beyond this many open at once.
+    #: Connections open at once.  At the cap the connection idle longest (at least
+    #: ``server.slots.MIN_IDLE`` s, nothing in flight) is closed for the new one; with none idle it is refused.
     max_connections: int = 10_000
     #: Bytes of unfinished request frames all connections may hold together (never less than
     #: one max_frame_size); a connection whose partial frame would go past it is closed.

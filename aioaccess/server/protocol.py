@@ -28,6 +28,7 @@ except ImportError:  # not POSIX
 from ..exceptions import ProtocolError
 from ..wire.framing import FrameDecoder
 from ..wire.messages import WRITEV_FROM, build_application_exception, fetch_reply_now, parse_header
+from .slots import oldest_idle
 
 if TYPE_CHECKING:
     from .dispatch import Processor
@@ -94,7 +95,8 @@ class FramedProtocol(asyncio.Protocol):
         self.unsent_at_check = 0  # write-buffer size at the last idle check (progress detection)
         self.backlog_paused = False  # reading paused: too much queued behind a slow call
         self.busy = False  # a request is being answered
-        self.closing = False  # close once the current reply is out
+        self.closing = False  # shutting down: answer what was read, then say goodbye
+        self.said_goodbye = False  # half-closed for shutdown: what arrives now is discarded
         self.refused = False
         self.eof = False  # the peer has half-closed: close once pending calls are answered
         self.last_frame_at = 0.0
@@ -111,7 +113,7 @@ class FramedProtocol(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
         self.transport = transport  # type: ignore[assignment]
         self.last_frame_at = self.loop.time()
-        if len(self.state.connections) >= self.config.max_connections:
+        if len(self.state.connections) >= self.config.max_connections and not self._make_room():
             self.refused = True
             self.state.refused += 1
             self.state.refusing.add(self)
@@ -121,6 +123,26 @@ class FramedProtocol(asyncio.Protocol):
         self.state.connections.add(self)
         self.state.total_connections += 1
         self._arm_idle()
+
+    def _make_room(self) -> bool:
+        """At the cap: close the connection idle longest (see ``server.slots``); False when none is idle."""
+        victim = oldest_idle(self.state.connections, self.last_frame_at)
+        if victim is None or victim.transport is None:
+            return False
+        logger.info("At the limit of %d connections: closing the one idle longest", self.config.max_connections)
+        self.state.idle_closed += 1
+        self.state.evicted += 1
+        victim.transport.close()
+        return True
+
+    def idle_since(self) -> float | None:
+        """When this connection last finished a call, or None while it has one in flight, queued or arriving
+        (a partial frame), or a reply still going out."""
+        transport = self.transport
+        if (self.busy or self.pending or self.held or self.decoder.buffered or self.closing or transport is None
+                or transport.is_closing() or _unsent(transport)):
+            return None
+        return self.last_frame_at
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
@@ -140,10 +162,29 @@ class FramedProtocol(asyncio.Protocol):
         return self.busy or bool(self.pending)
 
     def shutdown(self) -> None:
-        """Close now if idle; else after the reply in progress."""
+        """Answer every call already read (in flight or queued), then say goodbye (:meth:`_goodbye`)."""
         self.closing = True
-        if not self.busy and self.transport is not None:
-            self.transport.close()
+        if not self.busy and not self.pending:
+            self._goodbye()
+
+    def _goodbye(self) -> None:
+        """Half-close: the peer reads EOF right after its last reply, and a call it sends meanwhile meets
+        that EOF instead of a reset.  The transport closes when the peer closes its side (or at the end of
+        ``Server.shutdown``)."""
+        transport = self.transport
+        if transport is None or self.said_goodbye:
+            return
+        self.said_goodbye = True
+        try:
+            half_close = transport.can_write_eof() and not self.eof and not transport.is_closing()
+        except NotImplementedError:
+            half_close = False
+        if not half_close:
+            transport.close()
+            return
+        transport.write_eof()
+        if not self.write_paused:
+            transport.resume_reading()  # to see the peer's EOF
 
     # -- flow control ---------------------------------------------------
     def pause_writing(self) -> None:
@@ -219,6 +260,8 @@ class FramedProtocol(asyncio.Protocol):
                 self.last_frame_at = self.loop.time()
                 self.transport.write(reply)
                 return
+        if self.said_goodbye:
+            return  # sent after our EOF: the peer sees that EOF, not a reply
         try:
             frames = self.decoder.feed(data)
         except ProtocolError as exc:
@@ -279,7 +322,7 @@ class FramedProtocol(asyncio.Protocol):
         """Answer pending frames in order until one must wait on I/O or the peer stops reading."""
         # While the peer is not reading (write_paused), leave frames pending: answering them
         # would buffer every reply in memory (46 KB of pipelined fetches -> 2 GB of replies).
-        while self.pending and self.transport is not None and not self.closing and not self.write_paused:
+        while self.pending and self.transport is not None and not self.write_paused:
             msg = self.pending.popleft()
             self.pending_bytes -= len(msg)
             coro = self.processor.process(msg)
@@ -299,7 +342,9 @@ class FramedProtocol(asyncio.Protocol):
                 return
             self._start_task(_resume(coro, yielded))
             return
-        if (self.closing or (self.eof and not self.pending)) and self.transport is not None:
+        if self.closing and not self.pending:
+            self._goodbye()
+        elif self.eof and not self.pending and self.transport is not None:
             self.transport.close()
         if self.pending or self.backlog_paused:  # else there is nothing to pause or resume
             self._update_reading()

@@ -20,12 +20,14 @@ from .protocol import FramedProtocol
 if TYPE_CHECKING:
     from .dispatch import Processor
 
-__all__ = ["Listener", "Server", "ServerState"]
+__all__ = ["Listener", "Server", "ServerState", "reserve_fds"]
 
 logger = logging.getLogger("aioaccess.server")
 
 #: File descriptors kept beyond ``max_connections`` for listeners, backends and files.
 _FD_MARGIN = 256
+#: Seconds shutdown waits, at most, for peers to close their side after the server's goodbye.
+_GOODBYE_WAIT = 2.0
 
 
 def _ensure_fd_limit(wanted: int) -> int:
@@ -47,6 +49,20 @@ def _ensure_fd_limit(wanted: int) -> int:
     return soft
 
 
+def reserve_fds(max_connections: int) -> None:
+    """Raise the open-file limit to fit ``max_connections`` (and a margin), or warn that it cannot.
+
+    Past the limit accept() fails with EMFILE and clients hang in the backlog
+    instead of getting the server's clear refusal at its connection cap.
+    """
+    wanted = max_connections + _FD_MARGIN
+    fd_limit = _ensure_fd_limit(wanted)
+    if fd_limit < wanted:
+        logger.warning("Open-file limit %d is below max_connections %d + %d: beyond it connections wait "
+                       "unserved instead of being refused (raise ulimit -n or lower --max-connections)",
+                       fd_limit, max_connections, _FD_MARGIN)
+
+
 @dataclass
 class ServerState:
     """What every connection of one server shares."""
@@ -60,6 +76,8 @@ class ServerState:
     total_requests: int = 0
     refused: int = 0
     idle_closed: int = 0
+    #: Idle connections closed to make room for a new one at ``max_connections`` (also in ``idle_closed``).
+    evicted: int = 0
     protocol_errors: int = 0
     #: Bytes of unfinished frames held by all connections, and connections closed for passing the budget.
     buffered_bytes: int = 0
@@ -106,14 +124,7 @@ class Server:
     async def startup(self) -> None:
         """Bind every listener."""
         loop = asyncio.get_running_loop()
-        # Past the open-file limit accept() fails with EMFILE and clients hang in the backlog
-        # instead of getting the clear max_connections refusal: make room, or say so.
-        wanted = self.config.max_connections + _FD_MARGIN
-        fd_limit = _ensure_fd_limit(wanted)
-        if fd_limit < wanted:
-            logger.warning("Open-file limit %d is below max_connections %d + %d: beyond it connections wait "
-                           "unserved instead of being refused (raise ulimit -n or lower --max-connections)",
-                           fd_limit, self.config.max_connections, _FD_MARGIN)
+        reserve_fds(self.config.max_connections)
         try:
             for listener in self.listeners:
                 def factory(p: Processor = listener.processor) -> FramedProtocol:
@@ -161,15 +172,25 @@ class Server:
         for conn in list(self.state.refusing):
             conn.shutdown()
         grace = self.config.graceful_timeout
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
         if self.state.tasks:
             logger.info("Waiting up to %.1f s for %d in-flight calls", grace, len(self.state.tasks))
-            _, pending = await asyncio.wait(set(self.state.tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
+        while self.state.tasks:  # calls queued behind one in flight start when it ends: wait for those too
+            if loop.time() >= end:
+                pending = set(self.state.tasks)
+                for task in pending:
+                    task.cancel()
                 logger.warning("Cancelled %d calls still running after %.1f s", len(pending), grace)
                 await asyncio.wait(pending)
-        for conn in list(self.state.connections):
+                break
+            await asyncio.wait(set(self.state.tasks), timeout=end - loop.time())
+        # Every connection has said goodbye (half-closed) once its last reply was out: give the peers a
+        # moment to read it and close their side, so that nothing they sent meanwhile turns into a reset.
+        deadline = loop.time() + min(_GOODBYE_WAIT, grace)
+        while (self.state.connections or self.state.refusing) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in [*self.state.connections, *self.state.refusing]:
             if conn.transport is not None:
                 conn.transport.close()
         for listener in self.listeners:

@@ -164,7 +164,7 @@ async def test_chunked_oversized_body_is_refused(http_server: HTTPServer) -> Non
             http_server.url + "/store_http_endpoint/", data=chunks(),
             headers={"Content-Type": "application/x-thrift"}) as resp:
         assert resp.status == 413
-        assert "exceeded" in await resp.text()
+        assert "exceeds the limit of 262144 bytes" in await resp.text()
 
 
 async def test_unknown_method_and_bad_arguments_are_tapplicationexceptions(http_server: HTTPServer) -> None:

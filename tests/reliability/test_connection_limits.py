@@ -40,6 +40,8 @@ from aioaccess.server import Processor
 from aioaccess.wire.messages import encode_varint, parse_header
 
 FETCH_ALIVE = call_frame("alive", b"\x00")
+#: The start of a 256-byte frame: a call arriving, so the connection is busy and never closed to make room.
+PARTIAL_FRAME = b"\x00\x00\x01\x00\x80"
 
 
 def _fetch_frame(ids: list[str], seqid: int = 1) -> bytes:
@@ -128,6 +130,8 @@ async def test_connection_cap_refuses_with_a_clear_message(fetch_server_small_ti
 
     server, port = fetch_server_small_timeouts
     held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+    for _reader, writer in held:
+        writer.write(PARTIAL_FRAME)
     try:
         async with asyncio.timeout(10):
             while len(server.state.connections) < 20:
@@ -296,6 +300,8 @@ def test_cap_refusal_in_subprocess_server(comm_dir: str) -> None:
         # wait_port's probe connection may still count: wait until it has gone.
         time.sleep(0.2)
         held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+        for s in held:
+            s.sendall(PARTIAL_FRAME)
         try:
             time.sleep(0.2)
             with FetchCommunicationClientWrapper("127.0.0.1", server.port) as client:
@@ -335,6 +341,7 @@ def test_server_raises_its_fd_limit_so_the_cap_refuses_cleanly(comm_dir: str) ->
                 head = s.recv(4, socket.MSG_WAITALL)
                 body = s.recv(int.from_bytes(head, "big"), socket.MSG_WAITALL)
                 assert parse_header(body).mtype == 2
+                s.sendall(PARTIAL_FRAME)
             with FetchCommunicationClientWrapper("127.0.0.1", server.port) as client:
                 with pytest.raises(TApplicationException, match="limit of 300 connections"):
                     client.getCommunicationCount()

@@ -381,17 +381,20 @@ async def test_connection_lost_mid_call_drops_the_reply_quietly() -> None:
     assert proto not in state.connections
 
 
-async def test_shutdown_starts_no_new_call_after_the_one_in_flight() -> None:
+async def test_shutdown_answers_every_call_already_read_then_closes() -> None:
     handler = SlowHandler(0.05)
     proto, transport, state = make(handler)
     proto.data_received(call("getCommunicationCount", 1) + call("getCommunicationCount", 2))
     proto.shutdown()
-    await asyncio.gather(*state.tasks)
+    assert not transport.closed
+    while state.tasks:
+        await asyncio.gather(*state.tasks)
     await wait_closed(transport)
-    # The call in flight is answered; the pipelined one never starts (the client may retry it).
-    assert [result_of(r)[1] for r in transport.replies()] == [1]
-    assert handler.calls == ["count"]
-    assert not state.tasks
+    # The call in flight and the pipelined one behind it are both answered; nothing arriving later is read.
+    assert [result_of(r)[1] for r in transport.replies()] == [1, 2]
+    assert handler.calls == ["count", "count"]
+    proto.data_received(call("getCommunicationCount", 3))
+    assert handler.calls == ["count", "count"]
 
 
 @pytest.mark.parametrize("handler_cls", [SyncHandler, SlowHandler])

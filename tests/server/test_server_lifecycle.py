@@ -205,21 +205,26 @@ async def test_refused_connections_are_closed_at_shutdown(comm_dir: str) -> None
     listener = server.add_service(Processor(FetchCommunicationService, handler), "127.0.0.1", 0)
     await server.startup()
     port = listener.bound_port
-    async with FetchCommunicationClient.connect("127.0.0.1", port, timeout=5) as first:
-        assert await first.alive() is True
-        second = FetchCommunicationClient.connect("127.0.0.1", port, timeout=5)
-        async with second:
-            with pytest.raises(TApplicationException, match="limit of 1 connections"):
-                await second.alive()
-        r, w = await asyncio.open_connection("127.0.0.1", port)  # refused, sends nothing
-        async with asyncio.timeout(5):
-            while server.state.refused < 2:
-                await asyncio.sleep(0.01)
-        await server.shutdown()
-        async with asyncio.timeout(2):
-            assert await r.read() == b""  # closed by shutdown, not left for a timer
-        w.close()
-        await w.wait_closed()
+    r0, w0 = await asyncio.open_connection("127.0.0.1", port)
+    w0.write(b"\x00\x00\x01\x00")  # a call arriving: busy, so never closed to make room
+    async with asyncio.timeout(5):
+        while not server.state.connections:
+            await asyncio.sleep(0.01)
+    second = FetchCommunicationClient.connect("127.0.0.1", port, timeout=5)
+    async with second:
+        with pytest.raises(TApplicationException, match="limit of 1 connections"):
+            await second.alive()
+    r, w = await asyncio.open_connection("127.0.0.1", port)  # refused, sends nothing
+    async with asyncio.timeout(5):
+        while server.state.refused < 2:
+            await asyncio.sleep(0.01)
+    await server.shutdown()
+    async with asyncio.timeout(2):
+        assert await r.read() == b""  # closed by shutdown, not left for a timer
+        assert await r0.read() == b""
+    for writer in (w, w0):
+        writer.close()
+        await writer.wait_closed()
     gc.collect()
 
 
