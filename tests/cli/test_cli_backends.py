@@ -152,3 +152,17 @@ def test_a_corrupt_file_is_refused_in_one_line(tmp_path: Any) -> None:
     path = tmp_path / "cut.comm"
     path.write_bytes(write_communication_to_buffer(concrete_comms(1)[0])[:-7])
     _assert_one_line_error(_run_cli("fetch-server", os.fspath(path)), "cut.comm", "corrupt")
+
+
+@pytest.mark.s3
+def test_s3_client_and_location_errors(s3_server: str, tmp_path: Any) -> None:
+    proc = _run_cli("fetch-server", "s3://bucket", "--endpoint-url", s3_server, "--s3-client", "fast")
+    assert proc.returncode == 2 and "invalid choice: 'fast'" in proc.stderr and "Traceback" not in proc.stderr
+    _assert_one_line_error(_run_cli("store-server", "s3://bucket/a//b/", "--endpoint-url", s3_server),
+                           "bad key prefix")
+    config = tmp_path / "serve.toml"
+    config.write_text(f'[[services]]\nkind = "fetch"\nport = 0\nsource = "s3://bucket/corpus/"\n'
+                      f'endpoint_url = "{s3_server}"\ns3_client = "fast"\n')
+    proc = subprocess.run([sys.executable, "-m", "aioaccess", "serve", str(config), "--check"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    _assert_one_line_error(proc, "unknown S3 client 'fast'")
