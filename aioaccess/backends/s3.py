@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from hashlib import md5
 from typing import Any, TypeVar
 
@@ -167,6 +168,8 @@ class S3BackedCommunicationContainer(CommunicationContainer):
         self._limit = asyncio.Semaphore(max_concurrency)
         self._strip = len(key_prefix) + prefix_len
         self.listing = ListingCache(self._list_page, list_ttl)
+        get_bytes = getattr(client, "get_bytes", None)  # obstore: one call, no response dict
+        self._read: Callable[[str, str], Awaitable[bytes]] = get_bytes or partial(read_object, client)
 
     def key(self, comm_id: str) -> str:
         """The object key of ``comm_id``."""
@@ -176,8 +179,7 @@ class S3BackedCommunicationContainer(CommunicationContainer):
         key = self.key_prefix + prefix_s3_key(comm_id, self.prefix_len)
         async with self._limit:
             try:
-                return await s3_call(read_object(self.client, self.bucket, key), f"GET s3://{self.bucket}/{key}",
-                                     self.timeout)
+                return await s3_call(self._read(self.bucket, key), f"GET s3://{self.bucket}/{key}", self.timeout)
             except ClientError:  # only the "no such key" codes reach here
                 return None
 

@@ -1,0 +1,165 @@
+"""S3-backed fetch servers side by side: ``aioaccess fetch-server s3://...`` with each S3 client, one run.
+
+One rclone ``serve s3`` (a Go S3 server, fast enough that the fetch server,
+not S3, sets the pace; ``--endpoint moto`` for moto), one corpus of ~6 KB
+Communications written by concrete-python (``benchmarks/corpus.py``) in
+one bucket, and for each ``--clients`` entry (obstore, the default, first)
+``aioaccess fetch-server s3://BUCKET/corpus/`` driven by
+``benchmarks.loadgen`` (one process, pre-built frames, 1 id per call) at
+each connection count, clients interleaved.  For each run: calls/s, p99,
+and the CPU per call of the fetch server and of the S3 server
+(``/proc/PID/stat``), so one can tell who was the bottleneck.
+
+    python -m benchmarks.bench_s3_fetch [--conns 128] [--duration 8] [--clients obstore,aiobotocore]
+
+writes ``benchmarks/results/s3-fetch-<date>.json`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from aioaccess.bench.stats import proc_cpu_seconds
+from benchmarks.bench_fetch import REPO, free_port, run_loadgen, stop, wait_port
+from benchmarks.corpus import Corpus, ensure_corpus
+
+__all__ = ["main", "start_s3_endpoint"]
+
+logger = logging.getLogger("benchmarks.bench_s3_fetch")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def rclone_binary() -> str:
+    beside = os.path.join(os.path.dirname(sys.executable), "rclone")
+    return beside if os.path.exists(beside) else "rclone"
+
+
+def start_s3_endpoint(kind: str, workdir: str) -> tuple[subprocess.Popen[bytes], str]:
+    """rclone ``serve s3`` over a folder of ``workdir``, or ``moto_server``; (process, endpoint URL)."""
+    port = free_port()
+    if kind == "rclone":
+        root = os.path.join(workdir, "rclone-root")
+        os.makedirs(root, exist_ok=True)
+        argv = [rclone_binary(), "serve", "s3", f":local:{root}", "--addr", f"127.0.0.1:{port}", "--auth-key",
+                f"{CREDENTIALS['AWS_ACCESS_KEY_ID']},{CREDENTIALS['AWS_SECRET_ACCESS_KEY']}",
+                "--config", os.devnull, "--log-level", "ERROR"]
+    else:
+        argv = ["moto_server", "-H", "127.0.0.1", "-p", str(port)]
+    with open(os.path.join(workdir, f"{kind}.log"), "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **CREDENTIALS})
+    wait_port(port, proc, 60)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+async def load_bucket(endpoint: str, bucket: str, prefix: str, corpus: Corpus) -> None:
+    """Create ``bucket`` and PUT the corpus under ``prefix`` with concrete-python's key layout."""
+    from aioaccess.backends.s3 import make_s3_client, prefix_s3_key
+
+    async with make_s3_client(endpoint) as client:
+        await client.create_bucket(Bucket=bucket)
+        limit = asyncio.Semaphore(32)
+
+        async def put(comm_id: str) -> None:
+            async with limit:
+                await client.put_object(Bucket=bucket, Key=prefix + prefix_s3_key(comm_id, 4),
+                                        Body=corpus.raw(comm_id))
+
+        await asyncio.gather(*(put(i) for i in corpus.ids()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", default="obstore,aiobotocore", help="S3 clients (default: obstore,aiobotocore)")
+    parser.add_argument("--conns", default="128", help="connection counts, comma-separated (default: 128)")
+    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per run (default: 8)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (default: 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds over every client (default: 2)")
+    parser.add_argument("-n", type=int, default=1000, help="corpus size (default: 1000)")
+    parser.add_argument("--size", type=int, default=6000, help="bytes per Communication (default: 6000)")
+    parser.add_argument("--endpoint", choices=("rclone", "moto"), default="rclone")
+    parser.add_argument("--backend-concurrency", type=int, default=128,
+                        help="fetch-server --backend-concurrency (default: 128)")
+    parser.add_argument("--out", help="JSON report (default: benchmarks/results/s3-fetch-<date>.json)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for name, value in CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    clients = [c for c in args.clients.split(",") if c]
+    levels = [int(c) for c in args.conns.split(",")]
+    corpus = ensure_corpus(args.n, args.size)
+    workdir = tempfile.mkdtemp(prefix="bench-s3-fetch-")
+    s3, endpoint = start_s3_endpoint(args.endpoint, workdir)
+    rows: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
+    try:
+        bucket = f"bench-fetch-{os.getpid()}"
+        asyncio.run(load_bucket(endpoint, bucket, "corpus/", corpus))
+        for round_ in range(args.rounds):
+            for level in levels:
+                for client in clients:
+                    port = free_port()
+                    with open(os.path.join(workdir, f"fetch-{client}.log"), "ab") as log:
+                        proc = subprocess.Popen(
+                            [sys.executable, "-m", "aioaccess", "-l", "WARNING", "fetch-server",
+                             f"s3://{bucket}/corpus/", "--endpoint-url", endpoint, "--s3-client", client,
+                             "--port", str(port), "--backend-concurrency", str(args.backend_concurrency)],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **CREDENTIALS})
+                    try:
+                        wait_port(port, proc, 120)
+                        s3_before = proc_cpu_seconds(s3.pid) or 0.0
+                        row = run_loadgen(port, proc.pid, corpus, level, 1, args.duration, args.warmup,
+                                          min_reply=args.size // 2)
+                        s3_cpu = (proc_cpu_seconds(s3.pid) or 0.0) - s3_before
+                    finally:
+                        stop(proc)
+                    rate = row["calls_per_s"]
+                    # the S3 server's CPU is read around the whole loadgen run (warm-up included)
+                    row.update(client=client, round=round_, conns=level,
+                               server_us_per_call=row["server_cpu"] / rate * 1e6 if rate else None,
+                               s3_us_per_call=s3_cpu / (rate * (args.duration + args.warmup) or 1) * 1e6)
+                    rows.append(row)
+                    print(f"{client:>12} c={level:<4} {row['calls_per_s']:9.1f} calls/s  p99 "
+                          f"{row['p99_ms']:7.1f} ms  server {row['server_us_per_call'] or 0:6.1f} us/call"
+                          f"  {args.endpoint} {row['s3_us_per_call']:6.1f} us/call  errors {row['errors']}",
+                          flush=True)
+    finally:
+        stop(s3)
+    best = {}
+    for client in clients:
+        for level in levels:
+            mine = [r for r in rows if r["client"] == client and r["conns"] == level]
+            best[f"{client}-c{level}"] = min(mine, key=lambda r: r["server_us_per_call"] or 1e9)
+    report = {
+        "benchmark": "bench_s3_fetch",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "endpoint": args.endpoint,
+        "corpus": {"n": corpus.n, "size": corpus.size, "mean_bytes": corpus.mean_size()},
+        "ids_per_call": 1,
+        "load_average_before_after": [load_before, os.getloadavg()],
+        "environment": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "rows": rows,
+        "best_by_server_cpu": best,
+    }
+    out = args.out or os.path.join(HERE, "results", f"s3-fetch-{datetime.date.today().isoformat()}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    print(f"load average before/after: {load_before} / {os.getloadavg()}\nreport: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
