@@ -8,7 +8,9 @@ one bucket, and for each ``--clients`` entry (obstore, the default, first)
 ``benchmarks.loadgen`` (one process, pre-built frames, 1 id per call) at
 each connection count, clients interleaved.  For each run: calls/s, p99,
 and the CPU per call of the fetch server and of the S3 server
-(``/proc/PID/stat``), so one can tell who was the bottleneck.
+(``/proc/PID/stat``), so one can tell who was the bottleneck.  A floor row
+gives the CPU per GET of obstore's own GET loop on the same objects, from
+this process: what any S3-backed server spends at least.
 
     python -m benchmarks.bench_s3_fetch [--conns 128] [--duration 8] [--clients obstore,aiobotocore]
 
@@ -79,6 +81,39 @@ async def load_bucket(endpoint: str, bucket: str, prefix: str, corpus: Corpus) -
         await asyncio.gather(*(put(i) for i in corpus.ids()))
 
 
+async def _raw_gets(endpoint: str, bucket: str, keys: list[str], conns: int, duration: float) -> dict[str, Any]:
+    from aioaccess.backends.s3 import make_s3_client
+
+    async with make_s3_client(endpoint, max_pool_connections=conns) as client:
+        done = 0
+        stop_at = asyncio.get_running_loop().time() + duration
+
+        async def worker(w: int) -> None:
+            nonlocal done
+            i = w
+            while asyncio.get_running_loop().time() < stop_at:
+                await client.get_bytes(bucket, keys[i % len(keys)])
+                done += 1
+                i += 7919
+
+        before = proc_cpu_seconds(os.getpid()) or 0.0
+        await asyncio.gather(*(worker(w) for w in range(conns)))
+        cpu = (proc_cpu_seconds(os.getpid()) or 0.0) - before
+    return {"client": "obstore GET loop (floor)", "conns": conns, "calls_per_s": done / duration,
+            "server_us_per_call": cpu / max(done, 1) * 1e6}
+
+
+def raw_get_floor(endpoint: str, bucket: str, prefix: str, corpus: Corpus, conns: int,
+                  duration: float) -> dict[str, Any]:
+    """obstore GETs of the same objects straight from this process: what any S3-backed server costs at least."""
+    import uvloop
+
+    from aioaccess.backends.s3 import prefix_s3_key
+
+    keys = [prefix + prefix_s3_key(i, 4) for i in corpus.ids()]
+    return uvloop.run(_raw_gets(endpoint, bucket, keys, conns, duration))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="obstore,aiobotocore", help="S3 clients (default: obstore,aiobotocore)")
@@ -130,10 +165,16 @@ def main(argv: list[str] | None = None) -> int:
                                server_us_per_call=row["server_cpu"] / rate * 1e6 if rate else None,
                                s3_us_per_call=s3_cpu / (rate * (args.duration + args.warmup) or 1) * 1e6)
                     rows.append(row)
-                    print(f"{client:>12} c={level:<4} {row['calls_per_s']:9.1f} calls/s  p99 "
+                    print(f"{client:>24} c={level:<4} {row['calls_per_s']:9.1f} calls/s  p99 "
                           f"{row['p99_ms']:7.1f} ms  server {row['server_us_per_call'] or 0:6.1f} us/call"
                           f"  {args.endpoint} {row['s3_us_per_call']:6.1f} us/call  errors {row['errors']}",
                           flush=True)
+            for level in levels:
+                floor = raw_get_floor(endpoint, bucket, "corpus/", corpus, level, args.duration)
+                floor["round"] = round_
+                rows.append(floor)
+                print(f"{floor['client']:>24} c={level:<4} {floor['calls_per_s']:9.1f} GET/s  "
+                      f"{floor['server_us_per_call']:6.1f} us of this process's CPU per GET", flush=True)
     finally:
         stop(s3)
     best = {}

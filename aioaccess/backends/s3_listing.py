@@ -70,17 +70,14 @@ class ListingCache:
         if count == 0:
             return out
         async with self._lock:
-            position = offset
-            while count is None or len(out) < count:
-                page = await self._page_at(position)
-                if page is None:
-                    break
+            page = await self._page_at(offset)
+            while page is not None:
                 assert page.ids is not None
-                take = page.ids[position - page.start:]
+                take = page.ids[max(offset - page.start, 0):]
                 out.extend(take if count is None else take[:count - len(out)])
-                position = page.end
-                if not page.more:
+                if not page.more or count is not None and len(out) >= count:
                     break
+                page = await self._page_at(page.end, page)
         return out
 
     async def count(self) -> int:
@@ -89,20 +86,22 @@ class ListingCache:
         if self._count is not None and now - self._count[1] <= self.ttl:
             return self._count[0]
         async with self._lock:
-            total = 0
-            while True:
-                page = await self._page_at(total)
-                if page is None or not page.more:
+            page, n = await self._page_at(0), 0
+            while page is not None:
+                n = page.end
+                if not page.more:
                     break
-                total = page.end
-            n = page.end if page is not None else total
+                page = await self._page_at(page.end, page)
             self._count = (n, self.clock())
         return n
 
-    async def _page_at(self, offset: int) -> _Page | None:
-        """The page holding ``offset`` with its ids (listing what is needed); None past the end."""
+    async def _page_at(self, offset: int, previous: _Page | None = None) -> _Page | None:
+        """The page holding ``offset`` with its ids (listing what is needed); None past the end.
+
+        ``previous``: the page just before ``offset`` (``offset == previous.end``), to continue from.
+        """
         now = self.clock()
-        start, after = 0, None
+        start, after = (previous.end, previous.last_key) if previous is not None else (0, None)
         # Jump along remembered cursors to the last page starting at or before offset.
         while True:
             page = self._pages.get(start) if self.ttl > 0 else None

@@ -94,6 +94,10 @@ async def test_paging_costs_the_page_not_the_bucket(any_s3_client: Any, any_s3_b
     assert counting.lists <= lists + 1
 
     counting.lists = 0
+    assert await full.ids(0, n + 5) == everything  # ttl 0, one long page: one pass
+    assert counting.lists <= n // page_size + 1
+
+    counting.lists = 0
     uncached = [await full.ids(offset, step) for offset in range(0, 60, step)]
     assert [i for p in uncached for i in p] == everything[:60]
     assert counting.lists > 2 * (60 // page_size)  # ttl 0: every call lists from the first key
