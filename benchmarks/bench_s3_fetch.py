@@ -114,6 +114,35 @@ def raw_get_floor(endpoint: str, bucket: str, prefix: str, corpus: Corpus, conns
     return uvloop.run(_raw_gets(endpoint, bucket, keys, conns, duration))
 
 
+def plot(report: dict[str, Any], path: str) -> str | None:
+    """Calls/s and CPU per call of each client (and the floor), one bar per run; None without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    names = list(dict.fromkeys(r["client"] for r in rows))
+    fig, (ax_t, ax_c) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, label in ((ax_t, "calls_per_s", "calls/s (GET/s for the floor)"),
+                           (ax_c, "server_us_per_call", "CPU µs per call (fetch server / floor process)")):
+        for x, name in enumerate(names):
+            values = [r[key] for r in rows if r["client"] == name]
+            ax.bar([x + (i - (len(values) - 1) / 2) * 0.3 for i in range(len(values))], values, width=0.28)
+        ax.set_xticks(range(len(names)), [n.replace(" (floor)", "\n(floor)") for n in names], fontsize=8)
+        ax.set_ylabel(label)
+        ax.grid(True, axis="y", alpha=0.3)
+    load = report["load_average_before_after"][0][0]
+    fig.suptitle(f"S3-backed fetch-server on {report['endpoint']}, {report['corpus']['mean_bytes']:.0f}-byte "
+                 f"Communications, 1 id per call, one bar per round (load average {load:.0f})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="obstore,aiobotocore", help="S3 clients (default: obstore,aiobotocore)")
@@ -127,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend-concurrency", type=int, default=128,
                         help="fetch-server --backend-concurrency (default: 128)")
     parser.add_argument("--out", help="JSON report (default: benchmarks/results/s3-fetch-<date>.json)")
+    parser.add_argument("--plot-only", metavar="REPORT.json", help="only draw REPORT.png from an earlier report")
     args = parser.parse_args(argv)
+    if args.plot_only:
+        with open(args.plot_only) as f:
+            print(plot(json.load(f), os.path.splitext(args.plot_only)[0] + ".png"))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for name, value in CREDENTIALS.items():
         os.environ.setdefault(name, value)
@@ -198,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(out, "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
-    print(f"load average before/after: {load_before} / {os.getloadavg()}\nreport: {out}")
+    png = plot(report, os.path.splitext(out)[0] + ".png")
+    print(f"load average before/after: {load_before} / {os.getloadavg()}\nreport: {out}, plot: {png}")
     return 0
 
 
