@@ -25,7 +25,6 @@ import datetime
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from typing import Any
 
 from aioaccess.bench.stats import proc_cpu_seconds
 from benchmarks.bench_fetch import REPO, free_port, run_loadgen, stop, wait_port
+from benchmarks.bench_s3_store import environment, save_figure, save_report
 from benchmarks.corpus import Corpus, ensure_corpus
 
 __all__ = ["main", "start_s3_endpoint"]
@@ -137,10 +137,7 @@ def plot(report: dict[str, Any], path: str) -> str | None:
     load = report["load_average_before_after"][0][0]
     fig.suptitle(f"S3-backed fetch-server on {report['endpoint']}, {report['corpus']['mean_bytes']:.0f}-byte "
                  f"Communications, 1 id per call, one bar per round (load average {load:.0f})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,15 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         "corpus": {"n": corpus.n, "size": corpus.size, "mean_bytes": corpus.mean_size()},
         "ids_per_call": 1,
         "load_average_before_after": [load_before, os.getloadavg()],
-        "environment": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "environment": environment(),
         "rows": rows,
         "best_by_server_cpu": best,
     }
     out = args.out or os.path.join(HERE, "results", f"s3-fetch-{datetime.date.today().isoformat()}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
+    save_report(report, out)
     png = plot(report, os.path.splitext(out)[0] + ".png")
     print(f"load average before/after: {load_before} / {os.getloadavg()}\nreport: {out}, plot: {png}")
     return 0

@@ -42,7 +42,7 @@ from typing import Any
 from benchmarks.corpus import ensure_corpus
 from benchmarks.loadgen import proc_cpu_seconds
 
-__all__ = ["main"]
+__all__ = ["environment", "main", "save_figure", "save_report"]
 
 logger = logging.getLogger("benchmarks.bench_s3_store")
 
@@ -155,6 +155,29 @@ async def make_buckets(endpoint: str, names: list[str]) -> None:
             await client.create_bucket(Bucket=name)
 
 
+def environment() -> dict[str, Any]:
+    """Python, CPU count and platform, for a report."""
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+
+
+def save_report(report: dict[str, Any], path: str) -> None:
+    """Write ``report`` as indented JSON at ``path`` (folders made as needed)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+
+
+def save_figure(fig: Any, path: str) -> str:
+    """Lay out, save (110 dpi) and close a matplotlib figure; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot(report: dict[str, Any], path: str) -> str | None:
     """Stores/s and server CPU per store against concurrency, one line per server; None without matplotlib."""
     try:
@@ -184,10 +207,7 @@ def plot(report: dict[str, Any], path: str) -> str | None:
     extra = f", +{report['latency_ms_each_way']:g} ms each way" if report.get("latency_ms_each_way") else ""
     fig.suptitle(f"S3 store servers on {report['endpoint']}{extra}, {report['corpus']['mean_bytes']:.0f}-byte "
                  "Communications")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,16 +335,13 @@ def main(argv: list[str] | None = None) -> int:
         "corpus": {"n": corpus.n, "size": corpus.size, "mean_bytes": corpus.mean_size()},
         "count_per_level": args.count,
         "aioaccess_backend_concurrency": args.backend_concurrency,
-        "environment": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "environment": environment(),
         "objects_in_bucket": stored,
         "rows": rows,
         "ratios": ratios,
     }
     out = args.out or os.path.join(HERE, "results", f"s3-{datetime.date.today().isoformat()}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
+    save_report(report, out)
     png = plot(report, os.path.splitext(out)[0] + ".png")
     print(f"\nobjects in each bucket: {stored}")
     for name, per_level in ratios.items():
