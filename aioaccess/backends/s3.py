@@ -170,13 +170,19 @@ class S3BackedCommunicationContainer(CommunicationContainer):
         self.listing = ListingCache(self._list_page, list_ttl)
         get_bytes = getattr(client, "get_bytes", None)  # obstore: one call, no response dict
         self._read: Callable[[str, str], Awaitable[bytes]] = get_bytes or partial(read_object, client)
+        self._key_problem: Callable[[str], str | None] | None = getattr(client, "key_problem", None)
 
     def key(self, comm_id: str) -> str:
-        """The object key of ``comm_id``."""
-        return self.key_prefix + prefix_s3_key(comm_id, self.prefix_len)
+        """The object key of ``comm_id``; BackendUnavailable if the client cannot address it exactly."""
+        key = self.key_prefix + prefix_s3_key(comm_id, self.prefix_len)
+        problem = self._key_problem and self._key_problem(key)
+        if problem:
+            raise BackendUnavailable("s3", f"the obstore S3 client cannot read key {key!r} ({problem}); "
+                                     "use --s3-client aiobotocore")
+        return key
 
     async def _get_one(self, comm_id: str) -> bytes | None:
-        key = self.key_prefix + prefix_s3_key(comm_id, self.prefix_len)
+        key = self.key(comm_id)
         async with self._limit:
             try:
                 return await s3_call(self._read(self.bucket, key), f"GET s3://{self.bucket}/{key}", self.timeout)

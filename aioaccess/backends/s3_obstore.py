@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-__all__ = ["Body", "ObstoreFailure", "ObstoreS3Client", "make_obstore_s3_client"]
+__all__ = ["Body", "ObstoreFailure", "ObstoreS3Client", "key_problem", "make_obstore_s3_client"]
 
 T = TypeVar("T")
 
@@ -61,6 +61,20 @@ class Body:
 
     async def __aexit__(self, *exc: object) -> None:
         self._data = b""
+
+
+def key_problem(key: str) -> str | None:
+    """Why object_store cannot address ``key`` exactly (it would refuse or rewrite it), or None."""
+    if "/" not in key:
+        return None if key not in (".", "..") else "a '.' or '..' path segment"
+    if key.startswith("/") or key.endswith("/"):
+        return "a leading or trailing '/'"
+    for segment in key.split("/"):
+        if not segment:
+            return "an empty path segment ('//')"
+        if segment in (".", ".."):
+            return "a '.' or '..' path segment"
+    return None
 
 
 _XML_FIELD = re.compile(r"<(Code|Message)>([^<]*)</\1>")
@@ -137,6 +151,8 @@ class ObstoreS3Client:
             self._options["endpoint"] = endpoint_url.rstrip("/")
             self._options["virtual_hosted_style_request"] = False
         self._stores: dict[str, Any] = {}
+
+    key_problem = staticmethod(key_problem)
 
     def store(self, bucket: str) -> Any:
         """The obstore ``S3Store`` of ``bucket`` (one per bucket, reused)."""

@@ -43,8 +43,14 @@ class S3BackedStoreHandler(StoreHandler):
 
     def check_id(self, comm_id: object) -> str:
         comm_id = validate_comm_id(comm_id)
-        if len((self.key_prefix + prefix_s3_key(comm_id, self.prefix_len)).encode("utf-8")) > MAX_S3_KEY_BYTES:
+        key = self.key_prefix + prefix_s3_key(comm_id, self.prefix_len)
+        if len(key.encode("utf-8")) > MAX_S3_KEY_BYTES:
             raise InvalidCommId(comm_id, f"the prefixed S3 key is longer than {MAX_S3_KEY_BYTES} bytes")
+        key_problem = getattr(self.client, "key_problem", None)
+        problem = key_problem and key_problem(key)
+        if problem:
+            raise InvalidCommId(comm_id, f"the S3 key has {problem}, which the obstore S3 client cannot store "
+                                "exactly (use --s3-client aiobotocore)")
         return comm_id
 
     async def _put_raw(self, comm_id: str, raw: bytes) -> None:

@@ -143,3 +143,20 @@ async def test_unknown_client_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown S3 client 'fast'.*obstore or aiobotocore"):
         async with make_s3_client(None, client="fast"):
             pass
+
+
+@pytest.mark.parametrize("comm_id", ["a//b", "dir/./x", "ends/", "../up"])
+async def test_keys_obstore_cannot_address_are_refused_clearly(s3_server: str, comm_id: str) -> None:
+    """object_store refuses or rewrites some keys; such ids get a clear error, never a different key."""
+    from aioaccess import BackendUnavailable, InvalidCommId
+
+    raw = codec.write_communication_to_buffer(make_communication(comm_id, size=500, seed=1))
+    async with make_s3_client(s3_server, client="aiobotocore") as boto, make_s3_client(s3_server) as obs:
+        bucket = f"keys-{uuid.uuid4().hex}"
+        await boto.create_bucket(Bucket=bucket)
+        with pytest.raises(InvalidCommId, match="aiobotocore"):
+            await S3BackedStoreHandler(obs, bucket, prefix_len=0).store_raw(comm_id, raw)
+        await S3BackedStoreHandler(boto, bucket, prefix_len=0).store_raw(comm_id, raw)  # S3 itself takes it
+        assert await S3BackedCommunicationContainer(boto, bucket, prefix_len=0).get_raw(comm_id) == raw
+        with pytest.raises(BackendUnavailable, match="cannot read key"):
+            await S3BackedCommunicationContainer(obs, bucket, prefix_len=0).get_raw(comm_id)
