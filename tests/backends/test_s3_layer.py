@@ -14,6 +14,7 @@ from aioaccess.backends.s3 import S3BackedCommunicationContainer, make_s3_client
 from aioaccess.backends.s3_url import S3Location, parse_s3_url
 from aioaccess.corpus import make_communication
 from aioaccess.handlers.s3_store import S3BackedStoreHandler
+from benchmarks.bench_s3_listing import CountingLists  # the real client, its LIST requests counted
 
 pytestmark = pytest.mark.s3
 
@@ -48,21 +49,6 @@ async def test_client_interface_on_both_servers(any_s3_server: str, client_kind:
         deleted = await client.delete_objects(Bucket=bucket, Delete={"Objects": rest})
         assert len(deleted.get("Deleted", ())) == 4 and not deleted.get("Errors")
         assert [i async for i in container] == []
-
-
-class CountingLists:
-    """The real client, with its LIST requests counted."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.lists = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
-
-    async def list_objects_v2(self, **kwargs: Any) -> Any:
-        self.lists += 1
-        return await self.client.list_objects_v2(**kwargs)
 
 
 async def test_paging_costs_the_page_not_the_bucket(any_s3_client: Any, any_s3_bucket: str) -> None:
