@@ -131,11 +131,6 @@ def s3_rclone_factory(rclone_server: str, exit_stack: AsyncExitStack) -> Make:
 
 
 @pytest.fixture
-def s3_rclone_aiobotocore_factory(rclone_server: str, exit_stack: AsyncExitStack) -> Make:
-    return _s3_factory(rclone_server, "aiobotocore", exit_stack)
-
-
-@pytest.fixture
 def fetch_factory(exit_stack: AsyncExitStack) -> Make:
     async def make(raws: dict[str, bytes]) -> CommunicationContainer:
         handler = CommunicationContainerFetchHandler(dict(raws))
@@ -163,7 +158,6 @@ KINDS = [
     pytest.param("s3", marks=pytest.mark.s3),
     pytest.param("s3_aiobotocore", marks=pytest.mark.s3),
     pytest.param("s3_rclone", marks=pytest.mark.s3),
-    pytest.param("s3_rclone_aiobotocore", marks=pytest.mark.s3),
     "fetch",
     "mapping",
 ]
