@@ -146,3 +146,32 @@ async def test_keys_obstore_cannot_address_are_refused_clearly(s3_server: str, c
         assert await S3BackedCommunicationContainer(boto, bucket, prefix_len=0).get_raw(comm_id) == raw
         with pytest.raises(BackendUnavailable, match="cannot read key"):
             await S3BackedCommunicationContainer(obs, bucket, prefix_len=0).get_raw(comm_id)
+
+
+async def test_refreshable_credentials_are_refreshed_by_botocore_for_obstore(rclone_server: str) -> None:
+    """Credentials that expire (roles, SSO) reach obstore through a provider; botocore refreshes them."""
+    import datetime
+    import os
+
+    from botocore.credentials import RefreshableCredentials
+
+    from aioaccess.backends.s3_obstore import ObstoreS3Client
+
+    refreshed: list[int] = []
+
+    def refresh() -> dict[str, str]:
+        refreshed.append(1)
+        expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=5)
+        return {"access_key": os.environ["AWS_ACCESS_KEY_ID"], "secret_key": os.environ["AWS_SECRET_ACCESS_KEY"],
+                "token": "", "expiry_time": expiry.isoformat()}
+
+    credentials = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
+    async with make_s3_client(rclone_server) as maker:
+        bucket = f"creds-{uuid.uuid4().hex}"
+        await maker.create_bucket(Bucket=bucket)
+    client = ObstoreS3Client(rclone_server, credentials, "us-east-1")
+    # no frozen keys: obstore asks the provider, which asks botocore (which refreshes them)
+    assert "access_key_id" not in client._options and callable(client._options["credential_provider"])
+    await client.put_object(Bucket=bucket, Key="k", Body=b"payload")
+    assert await client.get_bytes(bucket, "k") == b"payload"
+    assert len(refreshed) >= 2  # the first expiry is within botocore's refresh window: it refreshed
