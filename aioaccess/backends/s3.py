@@ -1,9 +1,10 @@
-"""Communications in an S3 bucket at ``prefix_s3_key(id, prefix_len)``.
+"""Communications in an S3 bucket at ``key_prefix + prefix_s3_key(id, prefix_len)``.
 
 ``prefix_s3_key``/``unprefix_s3_key`` give concrete-python's keys (the first
 ``prefix_len`` hex digits of the MD5 of the UTF-8 id, prepended).  S3
 failures become ``BackendUnavailable``; a missing key is a missing id.
-Client construction lives in ``make_s3_client`` only.
+Client construction (obstore by default, or aiobotocore) lives in
+``make_s3_client`` only.
 """
 
 from __future__ import annotations
