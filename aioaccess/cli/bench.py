@@ -35,7 +35,7 @@ __all__ = ["register"]
 logger = logging.getLogger("aioaccess.cli.bench")
 
 #: S3 clients ``--client`` can pick: name -> what it is.
-S3_CLIENTS = ("aiobotocore", "fast", "obstore")
+S3_CLIENTS = ("aiobotocore", "obstore")
 
 
 def _int_list(text: str) -> list[int]:
@@ -101,8 +101,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-attempts", type=int, default=1,
                    help="S3 attempts per op, retries included (default: 1, so errors show)")
     p.add_argument("--client", choices=S3_CLIENTS, default="aiobotocore",
-                   help="S3 client: aiobotocore (default), fast (aioaccess's signed-request path) or obstore "
-                   "(needs obstore installed)")
+                   help="S3 client: aiobotocore (default) or obstore")
     p.set_defaults(func=bench_s3)
 
     p = kinds.add_parser("fetch", parents=[common], help="call fetch on a FetchCommunicationService",

@@ -70,6 +70,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..backends.s3_url import S3_CLIENTS
 from ..server import ServerConfig
 from ..server.supervisor import is_worker
 from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
@@ -231,6 +232,8 @@ def _check_backend_key(where: str, key: str, value: Any, defaults: dict[str, Any
     if key not in defaults:
         raise ConfigError(f"{where}: unknown key {key!r} (backend keys: {', '.join(sorted(defaults))})")
     default = defaults[key]
+    if key == "s3_client" and value not in S3_CLIENTS:
+        raise ConfigError(f"{where}: unknown S3 client {value!r} (s3_client: choose {' or '.join(S3_CLIENTS)})")
     if default is not None:
         _check_type(where, key, value, (int, float) if isinstance(default, float) else type(default))
     elif not isinstance(value, str):

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..backends import CommunicationContainer, DirectoryBackedCommunicationContainer
+from ..backends.s3_url import DEFAULT_S3_CLIENT, S3_CLIENTS
 from ..codec import CodecError
 from ..exceptions import AioaccessError, BackendUnavailable
 from ..handlers import DirectoryBackedStoreHandler
@@ -51,11 +52,13 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
                        "with ServicesException (default: 10)")
     group.add_argument("--backend-concurrency", type=int, default=64,
                        help="S3 requests / upstream connections kept in flight at most (default: 64)")
-    group.add_argument("--s3-client", choices=("aiobotocore", "fast", "obstore"),
-                       default=os.environ.get("AIOACCESS_S3_CLIENT") or "aiobotocore",
-                       help="S3 client: aiobotocore (default), fast (aioaccess's SigV4 client over aiohttp: "
-                       "2.5-6x less CPU per request) or obstore (needs the obstore extra); "
-                       "default from $AIOACCESS_S3_CLIENT")
+    group.add_argument("--s3-client", default=DEFAULT_S3_CLIENT, choices=S3_CLIENTS,
+                       help="S3 client: obstore (default; Rust object_store) or aiobotocore (the full botocore "
+                       "stack); both take credentials from botocore's chain (environment, profiles, SSO, roles)")
+    group.add_argument("--s3-list-ttl", type=float, default=5.0, metavar="SECONDS",
+                       help="S3 sources: getCommunicationCount and getCommunicationIDs pages may be this many "
+                       "seconds old (listings are cached, with cursors, so paging costs the page, not the "
+                       "bucket); 0 lists on every call (default: 5)")
 
 
 async def open_source(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> CommunicationContainer:
@@ -130,15 +133,22 @@ async def _redis_target(spec: str, args: argparse.Namespace, stack: AsyncExitSta
     return RedisHashBackedStoreHandler(client, args.redis_key, timeout=args.backend_timeout)
 
 
-# -- s3://BUCKET -------------------------------------------------------------
-async def _open_s3(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> tuple[Any, str]:
+# -- s3://BUCKET[/PREFIX/] -----------------------------------------------------
+async def _open_s3(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> tuple[Any, Any]:
     from botocore.exceptions import BotoCoreError
 
     from ..backends.s3 import check_bucket, make_s3_client
+    from ..backends.s3_url import parse_s3_url
 
-    bucket = spec.split("://", 1)[1].strip("/")
-    if not bucket or "/" in bucket:
-        raise UsageError(f"bad S3 source/target {spec!r}: expected s3://BUCKET")
+    try:
+        where = parse_s3_url(spec)
+    except ValueError as exc:
+        raise UsageError(f"bad S3 source/target: {exc}") from exc
+    if args.s3_client not in S3_CLIENTS:
+        raise UsageError(f"unknown S3 client {args.s3_client!r} (--s3-client / s3_client: choose "
+                         f"{' or '.join(S3_CLIENTS)})")
+    if args.s3_list_ttl < 0:
+        raise UsageError(f"--s3-list-ttl must be >= 0, not {args.s3_list_ttl}")
     if args.prefix_len < 0:
         raise UsageError(f"--prefix-len must be >= 0, not {args.prefix_len}")
     if logging.getLogger().level > logging.DEBUG:  # "Found credentials in ..." is noise unless debugging
@@ -150,28 +160,29 @@ async def _open_s3(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -
             max_pool_connections=args.backend_concurrency, client=args.s3_client))
     except (BotoCoreError, ValueError) as exc:
         raise UsageError(f"cannot make an S3 client: {exc}") from exc
-    where = args.endpoint_url or "AWS"
+    endpoint = args.endpoint_url or "AWS"
     try:
-        await check_bucket(client, bucket, timeout=args.backend_timeout)
+        await check_bucket(client, where.bucket, timeout=args.backend_timeout)
     except BackendUnavailable as exc:
-        raise UsageError(f"S3 bucket {bucket!r} at {where} is not usable: {exc.reason}") from exc
-    return client, bucket
+        raise UsageError(f"S3 bucket {where.bucket!r} at {endpoint} is not usable: {exc.reason}") from exc
+    return client, where
 
 
 async def _s3_source(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> CommunicationContainer:
     from ..backends.s3 import S3BackedCommunicationContainer
 
-    client, bucket = await _open_s3(spec, args, stack)
-    return S3BackedCommunicationContainer(client, bucket, args.prefix_len, max_concurrency=args.backend_concurrency,
-                                          timeout=args.backend_timeout)
+    client, where = await _open_s3(spec, args, stack)
+    return S3BackedCommunicationContainer(client, where.bucket, args.prefix_len, key_prefix=where.prefix,
+                                          max_concurrency=args.backend_concurrency, timeout=args.backend_timeout,
+                                          list_ttl=args.s3_list_ttl)
 
 
 async def _s3_target(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> Any:
     from ..handlers.s3_store import S3BackedStoreHandler
 
-    client, bucket = await _open_s3(spec, args, stack)
-    return S3BackedStoreHandler(client, bucket, args.prefix_len, max_concurrency=args.backend_concurrency,
-                                timeout=args.backend_timeout)
+    client, where = await _open_s3(spec, args, stack)
+    return S3BackedStoreHandler(client, where.bucket, args.prefix_len, key_prefix=where.prefix,
+                                max_concurrency=args.backend_concurrency, timeout=args.backend_timeout)
 
 
 # -- fetch://HOST:PORT -----------------------------------------------------

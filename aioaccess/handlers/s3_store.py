@@ -22,31 +22,39 @@ MAX_S3_KEY_BYTES = 1024
 
 
 class S3BackedStoreHandler(StoreHandler):
-    """PUTs each Communication at ``prefix_s3_key(id, prefix_len)`` in ``bucket``.
+    """PUTs each Communication at ``key_prefix + prefix_s3_key(id, prefix_len)`` in ``bucket``.
 
     The call is acknowledged once S3 has accepted the object.  S3 failures
     become ``BackendUnavailable`` (a ``ServicesException`` to the caller).
-    ``client`` is an aiobotocore S3 client owned by the caller.
+    ``client`` is an S3 client from ``make_s3_client``, owned by the caller.
     """
 
     NAME = "S3BackedStoreHandler"
 
     def __init__(self, client: Any, bucket: str, prefix_len: int = DEFAULT_S3_KEY_PREFIX_LEN, *,
-                 max_concurrency: int = DEFAULT_S3_CONCURRENCY, timeout: float | None = DEFAULT_S3_TIMEOUT) -> None:
+                 max_concurrency: int = DEFAULT_S3_CONCURRENCY, timeout: float | None = DEFAULT_S3_TIMEOUT,
+                 key_prefix: str = "") -> None:
         self.client = client
         self.bucket = bucket
         self.prefix_len = prefix_len
+        self.key_prefix = key_prefix
         self.timeout = timeout
         self._limit = asyncio.Semaphore(max_concurrency)
 
     def check_id(self, comm_id: object) -> str:
         comm_id = validate_comm_id(comm_id)
-        if len(prefix_s3_key(comm_id, self.prefix_len).encode("utf-8")) > MAX_S3_KEY_BYTES:
+        key = self.key_prefix + prefix_s3_key(comm_id, self.prefix_len)
+        if len(key.encode("utf-8")) > MAX_S3_KEY_BYTES:
             raise InvalidCommId(comm_id, f"the prefixed S3 key is longer than {MAX_S3_KEY_BYTES} bytes")
+        key_problem = getattr(self.client, "key_problem", None)
+        problem = key_problem and key_problem(key)
+        if problem:
+            raise InvalidCommId(comm_id, f"the S3 key has {problem}, which the obstore S3 client cannot store "
+                                "exactly (use --s3-client aiobotocore)")
         return comm_id
 
     async def _put_raw(self, comm_id: str, raw: bytes) -> None:
-        key = prefix_s3_key(comm_id, self.prefix_len)
+        key = self.key_prefix + prefix_s3_key(comm_id, self.prefix_len)
         async with self._limit:
             try:
                 await s3_call(self.client.put_object(Bucket=self.bucket, Key=key, Body=raw),

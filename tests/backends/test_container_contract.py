@@ -7,6 +7,7 @@ a remote fetch server, a dict) and opens a container on them.
 
 from __future__ import annotations
 
+import uuid
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -103,6 +104,32 @@ def s3_factory(s3_client: Any, s3_bucket: str) -> Make:
     return make
 
 
+def _s3_factory(endpoint: str, client_kind: str, exit_stack: AsyncExitStack) -> Make:
+    """Objects under a key prefix, with a stray object beside it, through ``client_kind``."""
+    from aioaccess.backends.s3 import make_s3_client
+
+    async def make(raws: dict[str, bytes]) -> CommunicationContainer:
+        client = await exit_stack.enter_async_context(make_s3_client(endpoint, client=client_kind))
+        bucket = f"contract-{uuid.uuid4().hex}"
+        await client.create_bucket(Bucket=bucket)
+        await client.put_object(Bucket=bucket, Key="zz-not-in-the-corpus", Body=b"x")
+        for comm_id, raw in raws.items():
+            await client.put_object(Bucket=bucket, Key="corpus/" + prefix_s3_key(comm_id, 4), Body=raw)
+        return S3BackedCommunicationContainer(client, bucket, prefix_len=4, key_prefix="corpus/")
+
+    return make
+
+
+@pytest.fixture
+def s3_aiobotocore_factory(s3_server: str, exit_stack: AsyncExitStack) -> Make:
+    return _s3_factory(s3_server, "aiobotocore", exit_stack)
+
+
+@pytest.fixture
+def s3_rclone_factory(rclone_server: str, exit_stack: AsyncExitStack) -> Make:
+    return _s3_factory(rclone_server, "obstore", exit_stack)
+
+
 @pytest.fixture
 def fetch_factory(exit_stack: AsyncExitStack) -> Make:
     async def make(raws: dict[str, bytes]) -> CommunicationContainer:
@@ -129,6 +156,8 @@ KINDS = [
     "zip",
     pytest.param("redis", marks=pytest.mark.redis),
     pytest.param("s3", marks=pytest.mark.s3),
+    pytest.param("s3_aiobotocore", marks=pytest.mark.s3),
+    pytest.param("s3_rclone", marks=pytest.mark.s3),
     "fetch",
     "mapping",
 ]
@@ -213,7 +242,7 @@ def _truncated(raw: bytes) -> bytes:
 
 @pytest.fixture(params=[
     "directory", "zip", pytest.param("redis", marks=pytest.mark.redis), pytest.param("s3", marks=pytest.mark.s3),
-    "mapping",
+    pytest.param("s3_rclone", marks=pytest.mark.s3), "mapping",
 ])
 def byte_holding_factory(request: pytest.FixtureRequest) -> Make:
     """The backends that can hold any bytes (a memory file is checked at load instead)."""

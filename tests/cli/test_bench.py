@@ -1,4 +1,4 @@
-"""``aioaccess bench`` against real servers: moto's S3, aioaccess fetch/store servers; FastS3Client on moto.
+"""``aioaccess bench`` against real servers: moto's S3, aioaccess fetch/store servers.
 
 Reports are checked for their fields and their accounting (every issued op
 ends as ok or as an error), never for speed.
@@ -70,11 +70,11 @@ def test_bench_s3_counts_report_and_cleanup(s3_server: str, tmp_path: Any) -> No
 
 
 @pytest.mark.s3
-def test_bench_s3_mix_duration_keep_fast_client(s3_server: str, tmp_path: Any) -> None:
+def test_bench_s3_mix_duration_keep_obstore_client(s3_server: str, tmp_path: Any) -> None:
     client, bucket = _bucket(s3_server)
     out = tmp_path / "r.json"
     status = main(["bench", "s3", f"s3://{bucket}", "--endpoint-url", s3_server, "--ops", "put=1,get=2", "--mix",
-                   "-c", "2", "--duration", "0.4", "--payloads", "2", "--size", "3000", "--keep", "--client", "fast",
+                   "-c", "2", "--duration", "0.4", "--payloads", "2", "--size", "3000", "--keep", "--client", "obstore",
                    "--prefix-len", "0", "--loop", "asyncio", "--json", str(out)])
     assert status == 0
     report = json.loads(out.read_text())
@@ -187,83 +187,6 @@ async def test_latency_proxy_relays_both_ways_and_half_close() -> None:
         writer.close()
 
 
-@pytest.mark.s3
-@pytest.mark.parametrize("kind", ["fast", "obstore"])
-async def test_alternative_s3_clients_with_container_and_store_handler(s3_server: str, kind: str) -> None:
-    """FastS3Client and ObstoreS3Client behind the S3 container and store handler, against moto."""
-    from botocore.exceptions import ClientError
-
-    from aioaccess import codec
-    from aioaccess.backends.s3 import S3BackedCommunicationContainer, make_s3_client, prefix_s3_key
-    from aioaccess.corpus import make_communication
-    from aioaccess.handlers.s3_store import S3BackedStoreHandler
-
-    bucket = f"alt-{uuid.uuid4().hex}"
-    async with make_s3_client(s3_server, client="fast") as maker:
-        await maker.create_bucket(Bucket=bucket)
-    async with make_s3_client(s3_server, client=kind) as client:
-        await client.head_bucket(Bucket=bucket)
-        handler = S3BackedStoreHandler(client, bucket, prefix_len=4)
-        comms = [make_communication(f"comm {i}/ü", size=3000, seed=i) for i in range(5)]
-        for comm in comms:
-            await handler.store(comm)
-        container = S3BackedCommunicationContainer(client, bucket, prefix_len=4)
-        assert await container.count() == 5
-        assert sorted([i async for i in container]) == sorted(c.id for c in comms)
-        got = await container.get_raw_many([c.id for c in comms] + ["missing"])
-        assert got == {c.id: codec.write_communication_to_buffer(c) for c in comms}
-        assert await container.contains(comms[0].id) and not await container.contains("missing")
-        head = await client.head_object(Bucket=bucket, Key=prefix_s3_key(comms[0].id, 4))
-        assert head["ContentLength"] == len(got[comms[0].id])
-        # paging: a page of 2 keys at a time still lists all five
-        paginator = client.get_paginator("list_objects_v2")
-        pages = [p async for p in paginator.paginate(Bucket=bucket, PaginationConfig={"PageSize": 2})]
-        assert len(pages) == 3 and sum(len(p.get("Contents", ())) for p in pages) == 5
-        with pytest.raises(ClientError) as info:
-            await client.get_object(Bucket=bucket, Key="nope")
-        assert info.value.response["Error"]["Code"] == "NoSuchKey"
-        deleted = await client.delete_objects(
-            Bucket=bucket, Delete={"Objects": [{"Key": prefix_s3_key(c.id, 4)} for c in comms]})
-        assert len(deleted["Deleted"]) == 5 and "Errors" not in deleted
-        assert await container.count() == 0
-
-
-@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9000", "https://minio.example:9443/base", None])
-@pytest.mark.parametrize("token", [None, "session/to+ken="])
-async def test_fast_s3_client_signs_as_botocore_does(endpoint: str | None, token: str | None) -> None:
-    """FastS3Client's SigV4 headers equal botocore's S3SigV4Auth for the same request and time."""
-    import hashlib
-    from urllib.parse import quote
-
-    from botocore.auth import S3SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    from aioaccess.backends.s3_fast import FastS3Client
-
-    creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
-    fast = FastS3Client(endpoint, creds, "eu-west-1")
-    try:
-        cases: list[tuple[str, str, str | None, dict[str, str], bytes, dict[str, str]]] = [
-            ("PUT", "my-bucket", "abcdcomm 1/ü+=&?#%~x", {}, b"data", {}),
-            ("GET", "my-bucket", None, {"list-type": "2", "continuation-token": "a+b/c=", "max-keys": "5"}, b"", {}),
-            ("POST", "my-bucket", None, {"delete": ""}, b"<Delete/>", {"Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg=="}),
-            ("HEAD", "Not_DNS.bucket", "k", {}, b"", {}),
-        ]
-        for method, bucket, key, query, body, extra in cases:
-            base, host, path = fast._url(bucket, key)
-            qs = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
-            payload_hash = hashlib.sha256(body).hexdigest()
-            request = AWSRequest(method=method, url=f"{base}{path}" + (f"?{qs}" if qs else ""), data=body,
-                                 headers={"X-Amz-Content-SHA256": payload_hash, **extra})
-            S3SigV4Auth(creds, "s3", "eu-west-1").add_auth(request)
-            mine = fast._sign(creds.get_frozen_credentials(), method, host, path, qs, payload_hash, extra,
-                              amz_date=request.headers["X-Amz-Date"])
-            assert mine["Authorization"] == request.headers["Authorization"], (method, bucket, key)
-    finally:
-        await fast.close()
-
-
 async def test_make_s3_client_puts_without_expect_continue(monkeypatch: pytest.MonkeyPatch) -> None:
     """aiobotocore adds ``Expect: 100-continue`` to every PutObject (an extra round trip); make_s3_client drops it."""
     from aioaccess.backends.s3 import make_s3_client
@@ -290,7 +213,8 @@ async def test_make_s3_client_puts_without_expect_continue(monkeypatch: pytest.M
     port = server.sockets[0].getsockname()[1]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    async with server, make_s3_client(f"http://127.0.0.1:{port}", region_name="us-east-1") as client:
+    async with server, make_s3_client(f"http://127.0.0.1:{port}", region_name="us-east-1",
+                                         client="aiobotocore") as client:
         await client.put_object(Bucket="b", Key="k", Body=b"x" * 5000)
     [head] = heads
     assert head.startswith(b"put /b/k ") and b"expect:" not in head

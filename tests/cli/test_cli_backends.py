@@ -21,7 +21,8 @@ N = 15
 
 
 @pytest.fixture(params=["directory", pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("s3", marks=pytest.mark.s3), pytest.param("s3-fast", marks=pytest.mark.s3)])
+                        pytest.param("s3", marks=pytest.mark.s3), pytest.param("s3-aiobotocore", marks=pytest.mark.s3),
+                        pytest.param("s3-rclone", marks=pytest.mark.s3)])
 def backend_spec(request: pytest.FixtureRequest, tmp_path: Any) -> list[str]:
     """SOURCE/TARGET plus options for one backend, empty and ready."""
     if request.param == "directory":
@@ -32,15 +33,16 @@ def backend_spec(request: pytest.FixtureRequest, tmp_path: Any) -> list[str]:
         return [request.getfixturevalue("redis_server"), "--redis-key", f"cli-{uuid.uuid4().hex}"]
     import boto3
 
-    endpoint = request.getfixturevalue("s3_server")
+    endpoint = request.getfixturevalue("rclone_server" if request.param == "s3-rclone" else "s3_server")
     bucket = f"cli-{uuid.uuid4().hex}"
     s3 = boto3.client("s3", endpoint_url=endpoint)
     try:
         s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="beside-the-corpus", Body=b"not under the prefix")
     finally:
         s3.close()
-    fast = ["--s3-client", "fast"] if request.param == "s3-fast" else []
-    return [f"s3://{bucket}", "--endpoint-url", endpoint, "--prefix-len", "2", *fast]
+    client = ["--s3-client", "aiobotocore"] if request.param == "s3-aiobotocore" else []
+    return [f"s3://{bucket}/corpus/v1/", "--endpoint-url", endpoint, "--prefix-len", "2", *client]
 
 
 def test_store_then_fetch_through_the_cli(tmp_path: Any, backend_spec: list[str]) -> None:
@@ -150,3 +152,17 @@ def test_a_corrupt_file_is_refused_in_one_line(tmp_path: Any) -> None:
     path = tmp_path / "cut.comm"
     path.write_bytes(write_communication_to_buffer(concrete_comms(1)[0])[:-7])
     _assert_one_line_error(_run_cli("fetch-server", os.fspath(path)), "cut.comm", "corrupt")
+
+
+@pytest.mark.s3
+def test_s3_client_and_location_errors(s3_server: str, tmp_path: Any) -> None:
+    proc = _run_cli("fetch-server", "s3://bucket", "--endpoint-url", s3_server, "--s3-client", "fast")
+    assert proc.returncode == 2 and "invalid choice: 'fast'" in proc.stderr and "Traceback" not in proc.stderr
+    _assert_one_line_error(_run_cli("store-server", "s3://bucket/a//b/", "--endpoint-url", s3_server),
+                           "bad key prefix")
+    config = tmp_path / "serve.toml"
+    config.write_text(f'[[services]]\nkind = "fetch"\nport = 0\nsource = "s3://bucket/corpus/"\n'
+                      f'endpoint_url = "{s3_server}"\ns3_client = "fast"\n')
+    proc = subprocess.run([sys.executable, "-m", "aioaccess", "serve", str(config), "--check"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    _assert_one_line_error(proc, "unknown S3 client 'fast'")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -42,8 +43,20 @@ def s3_store(s3_client: Any, s3_bucket: str) -> Pair:
             lambda: S3BackedCommunicationContainer(s3_client, s3_bucket, prefix_len=3))
 
 
+@pytest.fixture
+async def s3_rclone_store(rclone_server: str) -> AsyncIterator[Pair]:
+    """rclone's S3 server, under a key prefix."""
+    from aioaccess.backends.s3 import make_s3_client
+
+    async with make_s3_client(rclone_server) as client:
+        bucket = f"store-{uuid.uuid4().hex}"
+        await client.create_bucket(Bucket=bucket)
+        yield (S3BackedStoreHandler(client, bucket, prefix_len=3, key_prefix="in/box/"),
+               lambda: S3BackedCommunicationContainer(client, bucket, prefix_len=3, key_prefix="in/box/"))
+
+
 @pytest.fixture(params=["directory", pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("s3", marks=pytest.mark.s3)])
+                        pytest.param("s3", marks=pytest.mark.s3), pytest.param("s3_rclone", marks=pytest.mark.s3)])
 def store(request: pytest.FixtureRequest) -> Pair:
     return request.getfixturevalue(f"{request.param}_store")
 
