@@ -153,6 +153,10 @@ class ObstoreS3Client:
 
         return _Paginator()
 
+    async def delete_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+        await self._call("DeleteObject", self._obstore.delete_async(self._store(Bucket), Key))
+        return {}
+
     async def delete_objects(self, *, Bucket: str, Delete: Mapping[str, Any]) -> dict[str, Any]:  # noqa: N803
         keys = [obj["Key"] for obj in Delete["Objects"]]
         await self._call("DeleteObjects", self._obstore.delete_async(self._store(Bucket), keys))
