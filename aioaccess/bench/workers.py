@@ -43,7 +43,7 @@ class S3Session:
         self.config = config
         self.index = index
         self.bench: S3Bench | None = None
-        self.best_rate = 0.0  # ops/s of the fastest phase so far, to size DELETE's objects
+        self.put_rate = 0.0  # ops/s of the fastest PUT phase so far: DELETE gets what PUT writes in a phase
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> S3Session:
@@ -85,7 +85,7 @@ class S3Session:
         if spec["count"] is not None:
             need = spec["count"]
         else:
-            rate = spec["rate"] or max(self.best_rate * 1.2, 200.0)
+            rate = spec["rate"] or max(self.put_rate * 1.2, 200.0)
             need = int(rate * spec["duration"] * 1.1) + 10
         assert self.bench is not None
         return await self.bench.top_up(min(need, _MAX_TOP_UP), concurrency=spec["concurrency"])
@@ -100,9 +100,9 @@ class S3Session:
                               count=spec["count"], duration=spec["duration"], rate=spec["rate"],
                               rate_offset=spec["rate_offset"], weights=spec["weights"], timeout=spec["timeout"],
                               seed=spec["seed"] + self.index, start_at=spec["start_at"], on_progress=on_progress)
-        if rec.workers:
+        if spec["ops"] == ["put"] and rec.workers:
             seconds = max(e for _, e in rec.workers) - min(f for f, _ in rec.workers)
-            self.best_rate = max(self.best_rate, len(rec) / seconds if seconds > 0 else 0.0)
+            self.put_rate = max(self.put_rate, len(rec) / seconds if seconds > 0 else 0.0)
         return rec
 
 
