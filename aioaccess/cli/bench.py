@@ -59,7 +59,8 @@ def _common_options() -> argparse.ArgumentParser:
     how_long.add_argument("--count", "-n", type=int, default=None,
                           help="ops per op and concurrency level (default: 1000)")
     how_long.add_argument("--duration", "-d", type=float, default=None,
-                          help="seconds per op and concurrency level, instead of --count")
+                          help="seconds per op and concurrency level, instead of --count (ramp-up and ramp-down "
+                          "are left out: only the time every worker ran is measured)")
     g.add_argument("--rate", type=float, default=None, metavar="OPS_PER_S",
                    help="open loop: schedule this many ops/s in all, whatever the answers do, with at most the "
                    "concurrency level in flight; latency counts from each op's scheduled time (default: closed loop)")
