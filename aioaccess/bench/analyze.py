@@ -75,7 +75,7 @@ def _series(rec: Records, idx: list[int], t0: float, t_end: float) -> list[dict[
     for n, bucket in enumerate(buckets):
         a, b = t0 + n, min(t0 + n + 1, t_end)
         span = max(b - a, 1e-9)
-        ok = [i for i in bucket if rec.errors[i] is None]
+        ok = [i for i in bucket if i not in rec.errors]
         lat = sorted(rec.ended[i] - rec.scheduled[i] for i in ok)
         out.append({"t": n, "ops": len(ok), "ops_per_s": len(ok) / span, "errors": len(bucket) - len(ok),
                     "mb_per_s": sum(rec.moved[i] for i in ok) / 1e6 / span,
@@ -97,9 +97,9 @@ def summarize(rec: Records, phase: str, concurrency: int) -> list[dict[str, Any]
     rows = []
     for k, name in enumerate(rec.names):
         mine = [i for i in range(len(rec)) if rec.op[i] == k]
-        errors = Counter(e for i in mine if (e := rec.errors[i]) is not None)
+        errors = Counter(rec.errors[i] for i in mine if i in rec.errors)
         win = [i for i in inside if rec.op[i] == k]
-        ok = [i for i in win if rec.errors[i] is None]
+        ok = [i for i in win if i not in rec.errors]
         share = len(win) / len(inside) if inside else 0.0  # CPU is split between mixed ops by their share
         row: dict[str, Any] = {
             "op": name, "phase": phase, "concurrency": concurrency,

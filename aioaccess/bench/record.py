@@ -18,8 +18,8 @@ class Records:
     """What happened in one phase: ``ops[i]`` was scheduled at ``scheduled[i]``, ran ``started[i]``-``ended[i]``.
 
     ``first_byte[i]`` is when the first byte of the answer arrived (0.0:
-    not measured); ``moved[i]`` the payload bytes; ``errors[i]`` the error
-    kind, or None if the op succeeded.  ``workers`` holds each worker's
+    not measured); ``moved[i]`` the payload bytes; ``errors`` maps the index
+    of each failed op to its error kind.  ``workers`` holds each worker's
     (first start, last end); ``cpu`` each process's (time, CPU seconds)
     samples.
     """
@@ -31,7 +31,7 @@ class Records:
     first_byte: array = field(default_factory=lambda: array("d"))
     ended: array = field(default_factory=lambda: array("d"))
     moved: array = field(default_factory=lambda: array("q"))
-    errors: list[str | None] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
     workers: list[tuple[float, float]] = field(default_factory=list)
     cpu: list[list[tuple[float, float]]] = field(default_factory=list)
     rate: float | None = None  # ops/s scheduled (open loop), None for closed loop
@@ -45,7 +45,8 @@ class Records:
         self.first_byte.append(first_byte)
         self.ended.append(ended)
         self.moved.append(moved)
-        self.errors.append(error)
+        if error is not None:
+            self.errors[len(self.op) - 1] = error
 
     def __len__(self) -> int:
         return len(self.op)
@@ -61,9 +62,10 @@ class Records:
         for part in parts:
             if part.names != names:
                 raise ValueError(f"op names differ: {part.names} != {names}")
+            offset = len(out)
             for name in ("op", "scheduled", "started", "first_byte", "ended", "moved"):
                 getattr(out, name).extend(getattr(part, name))
-            out.errors.extend(part.errors)
+            out.errors.update((offset + i, kind) for i, kind in part.errors.items())
             out.workers.extend(part.workers)
             out.cpu.extend(part.cpu)
         return out

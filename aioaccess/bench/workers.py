@@ -177,7 +177,13 @@ class ProcPool:
         return self
 
     async def _gather(self) -> list[Any]:
-        answers = await asyncio.gather(*(asyncio.to_thread(conn.recv) for conn in self._conns))
+        def recv(index: int) -> tuple[str, Any]:
+            try:
+                return self._conns[index].recv()  # type: ignore[no-any-return]
+            except (EOFError, OSError):
+                return "error", f"worker process {index} exited (status {self._procs[index].exitcode})"
+
+        answers = await asyncio.gather(*(asyncio.to_thread(recv, i) for i in range(len(self._conns))))
         failed = [detail for status, detail in answers if status != "ok"]
         if failed:
             raise WorkerFailed(failed[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import uuid
@@ -14,6 +15,8 @@ from .errors import UsageError
 from .run import run
 
 __all__ = ["S3_CLIENTS", "add_s3_parser"]
+
+logger = logging.getLogger("aioaccess.cli.bench")
 
 #: S3 clients ``--s3-client`` can pick for the benchmark (obstore is the default).
 S3_CLIENTS = ("obstore", "aiobotocore")
@@ -93,6 +96,21 @@ def _specs(args: argparse.Namespace, ops: list[str], weights: dict[str, float] |
     return specs
 
 
+async def _cleanup(pool: Any, keep: bool) -> dict[str, Any]:
+    """Every process deletes what it wrote (unless ``keep``); the counts, summed."""
+    from ..bench.workers import WorkerFailed
+
+    try:
+        parts = await pool.call("cleanup", [keep] * pool.procs)
+    except WorkerFailed as exc:
+        logger.warning("Cleanup failed, benchmark objects may be left: %s", exc)
+        return {"failed": f"{exc}"}
+    cleanup: dict[str, Any] = {k: sum(p[k] for p in parts) for k in parts[0]}
+    if keep:
+        cleanup["kept"] = True
+    return cleanup
+
+
 async def _bench_s3(args: argparse.Namespace) -> int:
     from ..bench.record import Records
     from ..bench.workers import LocalPool, ProcPool, WorkerFailed, split, start_time
@@ -143,11 +161,10 @@ async def _bench_s3(args: argparse.Namespace) -> int:
                 await pool.call("seed", [max(1, n) for n in split(args.objects, pool.procs)])
             rows = await sweep(args, [p[0] for p in phases], run_one, server_pid=args.server_pid,
                                progress=pool.procs == 1)
+        except WorkerFailed as exc:
+            raise UsageError(f"a bench worker process failed: {exc}") from exc
         finally:
-            parts = await pool.call("cleanup", [args.keep] * pool.procs)
-            cleanup = {k: sum(p[k] for p in parts) for k in parts[0]}
-            if args.keep:
-                cleanup["kept"] = True
+            cleanup = await _cleanup(pool, args.keep)
         result = make_report(args, "s3", args.target, rows, {
             "started": started, "endpoint_url": args.endpoint_url, "client": args.s3_client, "procs": args.procs,
             "payloads": {"count": len(payloads), "bytes_mean": sum(len(r) for _, r in payloads) / len(payloads)},
