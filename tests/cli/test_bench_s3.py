@@ -175,3 +175,40 @@ def test_bench_compare_prints_ratios(tmp_path: Any, capsys: Any) -> None:
     a.write_text("not json")
     assert main(["bench", "compare", str(a), str(b)]) == 2
     assert "not a JSON report" in capsys.readouterr().err
+
+
+@pytest.mark.s3
+def test_bench_s3_mix_duration_with_aiobotocore(rclone_s3: str, tmp_path: Any) -> None:
+    """--mix interleaves the ops by weight in one timed phase; --s3-client aiobotocore works as obstore does."""
+    client, bucket = _bucket(rclone_s3)
+    out = tmp_path / "r.json"
+    status = main(["bench", "s3", f"s3://{bucket}", "--endpoint-url", rclone_s3, "--ops", "put=1,get=2,head=1",
+                   "--mix", "-c", "3", "--duration", "0.5", "--objects", "2", "--payloads", "2", "--size", "3000",
+                   "--s3-client", "aiobotocore", "--loop", "asyncio", "--no-progress", "--json", str(out)])
+    assert status == 0
+    report = json.loads(out.read_text())
+    _check_rows(report)
+    assert report["client"] == "aiobotocore"
+    rows = {r["op"]: r for r in report["results"]}
+    assert set(rows) == {"put", "get", "head"} and {r["phase"] for r in rows.values()} == {"mix"}
+    assert all(r["issued"] > 0 and r["error_count"] == 0 for r in rows.values())
+    assert "ttfb_ms" in rows["get"]
+    assert report["cleanup"] == {"written": 2 + rows["put"]["issued"], "deleted": 2 + rows["put"]["issued"],
+                                 "failed": 0}
+    assert _keys(client, bucket) == []
+
+
+@pytest.mark.parametrize("name", ["obstore", "aiobotocore"])
+async def test_bench_session_uses_the_named_client(name: str) -> None:
+    """The client --s3-client names is the one the ops go through (it used to be ignored)."""
+    from aioaccess.bench.workers import LocalPool
+
+    set_dummy_aws_env()
+    config = {"endpoint_url": "http://127.0.0.1:9", "s3_client": name, "max_attempts": 1, "timeout": 5.0,
+              "pool": 4, "bucket": "b", "prefix": "", "prefix_len": 4, "list_max_keys": 10,
+              "payloads": [("x", b"x")], "run_id": "r", "loop": "asyncio"}
+    async with LocalPool(config) as pool:
+        bench = pool.session.bench
+        assert bench is not None
+        assert name in type(bench.client).__module__
+        assert (bench._get is not None) == (name == "obstore")  # obstore GETs time the first byte themselves
