@@ -22,7 +22,7 @@ from .stats import percentile
 
 __all__ = ["CLIENT_BOUND_CORES", "cpu_between", "summarize", "window"]
 
-#: A client process using this much of one core (or more) is reported as the bottleneck.
+#: A client process (or its event-loop thread) using this much of one core or more is reported as the bottleneck.
 CLIENT_BOUND_CORES = 0.9
 
 
@@ -41,21 +41,20 @@ def window(rec: Records) -> tuple[float, float, bool]:
     return w0, w1, True
 
 
-def _at(samples: Sequence[tuple[float, float]], t: float) -> float:
-    """CPU seconds at time ``t``, interpolated between samples (clamped to the first and last)."""
-    times = [s for s, _ in samples]
-    i = bisect.bisect_left(times, t)
+def _at(samples: Sequence[tuple[float, ...]], t: float, column: int) -> float:
+    """CPU seconds (``column`` 1: process, 2: loop thread) at time ``t``, interpolated between samples."""
+    i = bisect.bisect_left([s[0] for s in samples], t)
     if i <= 0:
-        return samples[0][1]
+        return samples[0][column]
     if i >= len(samples):
-        return samples[-1][1]
-    (ta, ca), (tb, cb) = samples[i - 1], samples[i]
-    return ca + (cb - ca) * ((t - ta) / (tb - ta) if tb > ta else 1.0)
+        return samples[-1][column]
+    a, b = samples[i - 1], samples[i]
+    return a[column] + (b[column] - a[column]) * ((t - a[0]) / (b[0] - a[0]) if b[0] > a[0] else 1.0)
 
 
-def cpu_between(rec: Records, t0: float, t1: float) -> list[float]:
-    """Client CPU seconds each process spent between ``t0`` and ``t1``."""
-    return [max(0.0, _at(s, t1) - _at(s, t0)) for s in rec.cpu if s]
+def cpu_between(rec: Records, t0: float, t1: float, column: int = 1) -> list[float]:
+    """CPU seconds each client process (``column`` 2: its event-loop thread) spent between ``t0`` and ``t1``."""
+    return [max(0.0, _at(s, t1, column) - _at(s, t0, column)) for s in rec.cpu if s]
 
 
 def _ms(values: list[float]) -> dict[str, float]:
@@ -92,6 +91,7 @@ def summarize(rec: Records, phase: str, concurrency: int) -> list[dict[str, Any]
     proc_cpu = cpu_between(rec, w0, w1)
     cpu = sum(proc_cpu)
     cores = max(proc_cpu, default=0.0) / seconds
+    loop_cores = max(cpu_between(rec, w0, w1, 2), default=0.0) / seconds  # the one thread Python ops run on
     t0 = min(rec.scheduled, default=w0)
     t_end = max(rec.ended, default=w1)
     rows = []
@@ -109,7 +109,8 @@ def summarize(rec: Records, phase: str, concurrency: int) -> list[dict[str, Any]
             "mb_per_s": sum(rec.moved[i] for i in ok) / 1e6 / seconds,
             "latency_ms": _ms([rec.ended[i] - rec.scheduled[i] for i in ok]),
             "cpu_s": cpu * share, "cpu_s_per_1000_ops": cpu * share / len(win) * 1000 if win else 0.0,
-            "client_cpu_cores": cores, "client_bound": cores >= CLIENT_BOUND_CORES, "procs": rec.procs,
+            "client_cpu_cores": cores, "loop_cpu_cores": loop_cores,
+            "client_bound": max(cores, loop_cores) >= CLIENT_BOUND_CORES, "procs": rec.procs,
             "window": {"seconds": round(seconds, 6), "ops": len(win), "all_workers": all_workers,
                        "start_s": round(w0 - t0, 6), "end_s": round(w1 - t0, 6)},
             "series": _series(rec, mine, t0, t_end),

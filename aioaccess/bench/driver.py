@@ -83,14 +83,14 @@ async def run_phase(ops: dict[str, Op], concurrency: int, *, count: int | None =
 
     if start_at is not None and (wait := start_at - perf()) > 0:
         await asyncio.sleep(wait)
-    samples = [(perf(), cpu_seconds())]
+    samples = [(perf(), cpu_seconds(), time.thread_time())]
     t0 = samples[0][0]
     deadline = t0 + duration if duration is not None else math.inf
 
     async def sampler() -> None:
         while True:
             await asyncio.sleep(CPU_SAMPLE_INTERVAL)
-            samples.append((perf(), cpu_seconds()))
+            samples.append((perf(), cpu_seconds(), time.thread_time()))
             if on_progress is not None:
                 on_progress(done)
 
@@ -131,7 +131,7 @@ async def run_phase(ops: dict[str, Op], concurrency: int, *, count: int | None =
                 scheduled = t0 + (n + rate_offset) / rate
                 if (count is not None and n >= count) or scheduled >= deadline or dry:
                     break
-                if (wait := scheduled - perf()) > 0:
+                while (wait := scheduled - perf()) > 0:  # uvloop's timers may wake up to 1 ms early
                     await asyncio.sleep(wait)
                 await slots.acquire()
                 tg.create_task(run(choose(), scheduled))
@@ -147,7 +147,7 @@ async def run_phase(ops: dict[str, Op], concurrency: int, *, count: int | None =
                     tg.create_task(worker())
     finally:
         tick.cancel()
-        samples.append((perf(), cpu_seconds()))
+        samples.append((perf(), cpu_seconds(), time.thread_time()))
         rec.cpu.append(samples)
     if on_progress is not None:
         on_progress(done)

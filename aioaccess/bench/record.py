@@ -20,8 +20,8 @@ class Records:
     ``first_byte[i]`` is when the first byte of the answer arrived (0.0:
     not measured); ``moved[i]`` the payload bytes; ``errors`` maps the index
     of each failed op to its error kind.  ``workers`` holds each worker's
-    (first start, last end); ``cpu`` each process's (time, CPU seconds)
-    samples.
+    (first start, last end); ``cpu`` each process's (time, CPU seconds of
+    the process, CPU seconds of its event-loop thread) samples.
     """
 
     names: list[str]
@@ -33,7 +33,7 @@ class Records:
     moved: array = field(default_factory=lambda: array("q"))
     errors: dict[int, str] = field(default_factory=dict)
     workers: list[tuple[float, float]] = field(default_factory=list)
-    cpu: list[list[tuple[float, float]]] = field(default_factory=list)
+    cpu: list[list[tuple[float, float, float]]] = field(default_factory=list)
     rate: float | None = None  # ops/s scheduled (open loop), None for closed loop
     procs: int = 1
 

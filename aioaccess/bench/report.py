@@ -46,8 +46,9 @@ def bottlenecks(report: dict[str, Any]) -> list[str]:
         if row.get("client_bound"):
             key = (row["phase"], row["concurrency"])
             seen[key] = (f"{row['phase']} c={row['concurrency']}: client CPU {row['client_cpu_cores']:.2f} cores "
-                         f"per process ({row.get('procs', 1)} process(es)): the client was the bottleneck, "
-                         "not the server; try --procs")
+                         f"per process, its event loop {row.get('loop_cpu_cores', 0.0):.2f} "
+                         f"({row.get('procs', 1)} process(es)): the client was the bottleneck, not the server; "
+                         "try --procs")
     return list(seen.values())
 
 

@@ -124,6 +124,19 @@ async def test_run_phase_out_of_work_stops_the_worker_uncounted() -> None:
     assert len(records) == 7 and not records.errors
 
 
+async def test_run_phase_for_a_duration_ends_by_itself() -> None:
+    """No count: the phase stops claiming ops once the duration is over, and every worker is recorded."""
+    from aioaccess.bench import run_phase
+
+    async def op(index: int) -> int:
+        await asyncio.sleep(0.001)
+        return 1
+
+    records = await run_phase({"op": op}, 3, duration=0.2)
+    assert len(records) > 0 and len(records.workers) == 3 and not records.errors
+    assert sorted(records.moved) == [1] * len(records)
+
+
 async def test_open_loop_keeps_the_schedule_and_times_from_it() -> None:
     """--rate: op i is scheduled at start + i/rate whatever the server does; waiting for a slot is latency."""
     from aioaccess.bench import run_phase
@@ -160,7 +173,7 @@ def test_window_leaves_out_ramp_up_and_down() -> None:
         for start, end in ops:
             rec.add(0, start, start, 0.0, end, 100, None)
         rec.workers.append(worker)
-        rec.cpu.append([(0.0, 0.0), (10.0, 5.0)])  # half a core
+        rec.cpu.append([(0.0, 0.0, 0.0), (10.0, 5.0, 4.0)])  # half a core, 0.4 of it on the loop's thread
         return rec
 
     a = part((0.0, 10.0), [(0.0, 1.0), (1.0, 3.0), (3.0, 5.0), (5.0, 9.0), (9.0, 10.0)])
@@ -173,7 +186,7 @@ def test_window_leaves_out_ramp_up_and_down() -> None:
     assert row["window"] == {"seconds": 6.0, "ops": 4, "all_workers": True, "start_s": 2.0, "end_s": 8.0}
     assert row["ops_per_s"] == pytest.approx(4 / 6.0)  # (3,5) (2,4) (4,6) (6,8)
     assert row["cpu_s"] == pytest.approx(2 * 0.5 * 6.0) and row["client_cpu_cores"] == pytest.approx(0.5)
-    assert not row["client_bound"]
+    assert row["loop_cpu_cores"] == pytest.approx(0.4) and not row["client_bound"]
     assert [p["ops"] for p in row["series"]] == [0, 1, 0, 1, 1, 1, 1, 0, 1, 2]  # by end time; 10.0 in the last
     assert sum(p["ops"] for p in row["series"]) == 8
 
