@@ -40,6 +40,7 @@ __all__ = ["check_common", "endpoint_through_proxy", "finish", "load_payloads", 
 
 logger = logging.getLogger("aioaccess.cli.bench")
 
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -82,7 +83,8 @@ def _common_options() -> argparse.ArgumentParser:
                    help="distinct payloads, cycled (synthetic) or read from --corpus at most (default: 64)")
     o = common.add_argument_group("output")
     o.add_argument("--json", metavar="FILE", help="write the report as JSON")
-    o.add_argument("--plot", metavar="FILE.png", help="plot ops/s and p99 against concurrency (needs matplotlib)")
+    o.add_argument("--plot", metavar="FILE.png",
+                   help="plot ops/s and p99 against concurrency, and ops/s second by second (needs matplotlib)")
     o.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway when not a terminal)")
     add_backend_options(common)
     return common
