@@ -81,7 +81,7 @@ def bench_s3(args: argparse.Namespace) -> int:
 
 
 def _specs(args: argparse.Namespace, ops: list[str], weights: dict[str, float] | None, concurrency: int,
-           procs: int, start_at: float | None) -> list[dict[str, Any] | None]:
+           procs: int) -> list[dict[str, Any] | None]:
     """What each process runs of one phase: its share of the workers, the ops and the rate (None: nothing)."""
     from ..bench.workers import split
 
@@ -92,7 +92,7 @@ def _specs(args: argparse.Namespace, ops: list[str], weights: dict[str, float] |
     for k, i in enumerate(active):
         specs[i] = {"ops": ops, "weights": weights, "concurrency": workers[i], "count": counts[k],
                     "duration": args.duration, "rate": args.rate / len(active) if args.rate else None,
-                    "rate_offset": k / len(active), "timeout": args.timeout, "seed": args.seed, "start_at": start_at}
+                    "rate_offset": k / len(active), "timeout": args.timeout, "seed": args.seed, "start_at": None}
     return specs
 
 
@@ -136,7 +136,9 @@ async def _bench_s3(args: argparse.Namespace) -> int:
             pool: LocalPool | ProcPool = await stack.enter_async_context(
                 LocalPool(config) if args.procs == 1 else ProcPool(config, args.procs))
             await pool.call("check", [None] * pool.procs)
-        except (WorkerFailed, ImportError, ValueError) as exc:
+        except WorkerFailed as exc:
+            raise UsageError(f"a bench worker process failed: {exc}") from exc
+        except (ImportError, ValueError) as exc:
             raise UsageError(f"cannot use the S3 client {args.s3_client!r}: {exc}") from exc
         except Exception as exc:
             reason = getattr(exc, "reason", exc)
@@ -148,14 +150,13 @@ async def _bench_s3(args: argparse.Namespace) -> int:
 
         async def run_one(label: str, concurrency: int, on_progress: Any) -> Records:
             _, names, weights = next(p for p in phases if p[0] == label)
-            specs = _specs(args, names, weights, concurrency, pool.procs, None)
+            specs = _specs(args, names, weights, concurrency, pool.procs)
             if "delete" in names:
                 await pool.call("top_up", specs)
             start_at = start_time(pool)
             specs = [s and {**s, "start_at": start_at} for s in specs]
             return Records.merge([r for r in await pool.call("phase", specs, on_progress) if r is not None])
 
-        cleanup: dict[str, Any] = {}
         try:
             if "get" in ops or "head" in ops:
                 await pool.call("seed", [max(1, n) for n in split(args.objects, pool.procs)])

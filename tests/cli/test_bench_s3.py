@@ -213,3 +213,13 @@ async def test_bench_session_uses_the_named_client(name: str) -> None:
         assert bench is not None
         assert name in type(bench.client).__module__
         assert (bench._get is not None) == (name == "obstore")  # obstore GETs time the first byte themselves
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("procs", ["1", "2"])
+def test_bench_s3_missing_bucket_is_a_clear_error(rclone_s3: str, procs: str, capsys: Any) -> None:
+    argv = ["bench", "s3", "s3://no-such-bucket-here", "--endpoint-url", rclone_s3, "-n", "1", "--procs", procs,
+            "--loop", "asyncio"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "no-such-bucket-here" in err and "Traceback" not in err
