@@ -65,14 +65,18 @@ def _ms(values: list[float]) -> dict[str, float]:
 
 
 def _series(rec: Records, idx: list[int], t0: float, t_end: float) -> list[dict[str, Any]]:
-    """Per-second numbers of the ops ``idx`` (by end time), with the client's CPU in each second."""
-    seconds = max(1, math.ceil(t_end - t0))
+    """Per-second numbers of the ops ``idx`` (by end time), with the client's CPU in each second.
+
+    A last partial second shorter than half a second is counted in the one before it.
+    """
+    span_all = t_end - t0
+    seconds = max(1, math.floor(span_all) if span_all - math.floor(span_all) < 0.5 else math.ceil(span_all))
     buckets: list[list[int]] = [[] for _ in range(seconds)]
     for i in idx:
         buckets[min(seconds - 1, int(rec.ended[i] - t0))].append(i)
     out = []
     for n, bucket in enumerate(buckets):
-        a, b = t0 + n, min(t0 + n + 1, t_end)
+        a, b = t0 + n, (t0 + n + 1 if n < seconds - 1 else max(t_end, t0 + n + 1e-9))
         span = max(b - a, 1e-9)
         ok = [i for i in bucket if i not in rec.errors]
         lat = sorted(rec.ended[i] - rec.scheduled[i] for i in ok)
