@@ -70,6 +70,18 @@ def _keys(client: Any, bucket: str) -> list[str]:
     return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", ())]
 
 
+def _bench(endpoint: str, tmp_path: Any, *flags: str, prefix: str = "") -> tuple[Any, str, dict[str, Any]]:
+    """Run ``bench s3`` on a new bucket; (boto3 client, bucket, report), the report's rows checked."""
+    client, bucket = _bucket(endpoint)
+    out = tmp_path / "r.json"
+    target = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+    assert main(["bench", "s3", target, "--endpoint-url", endpoint, "--loop", "asyncio", "--no-progress",
+                 "--json", str(out), *flags]) == 0
+    report = json.loads(out.read_text())
+    _check_rows(report)
+    return client, bucket, report
+
+
 def _check_rows(report: dict[str, Any]) -> None:
     for row in report["results"]:
         assert ROW_FIELDS <= set(row), row
@@ -85,17 +97,13 @@ def _check_rows(report: dict[str, Any]) -> None:
 
 @pytest.mark.s3
 def test_bench_s3_every_op_counts_report_and_cleanup(endpoint: str, tmp_path: Any) -> None:
-    client, bucket = _bucket(endpoint)
-    out, plot = tmp_path / "r.json", tmp_path / "r.png"
-    status = main(["bench", "s3", f"s3://{bucket}", "--endpoint-url", endpoint, "--ops", "put,get,head,delete,list",
-                   "-c", "1,4", "-n", "12", "--objects", "3", "--payloads", "3", "--size", "3KB", "--loop",
-                   "asyncio", "--list-max-keys", "5", "--no-progress", "--json", str(out), "--plot", str(plot)])
-    assert status == 0
-    report = json.loads(out.read_text())
+    plot = tmp_path / "r.png"
+    client, bucket, report = _bench(endpoint, tmp_path, "--ops", "put,get,head,delete,list", "-c", "1,4", "-n", "12",
+                                    "--objects", "3", "--payloads", "3", "--size", "3KB", "--list-max-keys", "5",
+                                    "--plot", str(plot))
     assert report["kind"] == "s3" and report["target"] == f"s3://{bucket}" and report["client"] == "obstore"
     assert {(r["op"], r["concurrency"]) for r in report["results"]} == {
         (op, c) for op in ("put", "get", "head", "delete", "list") for c in (1, 4)}
-    _check_rows(report)
     for row in report["results"]:
         assert (row["issued"], row["ok"]) == (12, 12), row["errors"]
         if row["op"] in ("put", "get"):
@@ -114,15 +122,9 @@ def test_bench_s3_every_op_counts_report_and_cleanup(endpoint: str, tmp_path: An
 @pytest.mark.s3
 def test_bench_s3_procs_merge_prefix_and_open_loop(rclone_s3: str, tmp_path: Any) -> None:
     """--procs 2: both processes' records are merged; objects go under the key prefix; --rate runs open loop."""
-    client, bucket = _bucket(rclone_s3)
-    out = tmp_path / "r.json"
-    status = main(["bench", "s3", f"s3://{bucket}/corpus/a/", "--endpoint-url", rclone_s3, "--ops", "put,get",
-                   "-c", "1,4", "-n", "20", "--procs", "2", "--objects", "4", "--payloads", "2", "--size",
-                   "2KB-4KB", "--keep", "--prefix-len", "0", "--loop", "asyncio", "--rate", "400", "--json",
-                   str(out)])
-    assert status == 0
-    report = json.loads(out.read_text())
-    _check_rows(report)
+    client, bucket, report = _bench(rclone_s3, tmp_path, "--ops", "put,get", "-c", "1,4", "-n", "20", "--procs", "2",
+                                    "--objects", "4", "--payloads", "2", "--size", "2KB-4KB", "--keep",
+                                    "--prefix-len", "0", "--rate", "400", prefix="corpus/a/")
     assert report["procs"] == 2
     for row in report["results"]:
         assert (row["issued"], row["ok"]) == (20, 20), row["errors"]
@@ -180,14 +182,9 @@ def test_bench_compare_prints_ratios(tmp_path: Any, capsys: Any) -> None:
 @pytest.mark.s3
 def test_bench_s3_mix_with_aiobotocore(rclone_s3: str, tmp_path: Any) -> None:
     """--mix interleaves the ops by weight in one phase; --s3-client aiobotocore works as obstore does."""
-    client, bucket = _bucket(rclone_s3)
-    out = tmp_path / "r.json"
-    status = main(["bench", "s3", f"s3://{bucket}", "--endpoint-url", rclone_s3, "--ops", "put=1,get=2,head=1",
-                   "--mix", "-c", "3", "-n", "40", "--objects", "2", "--payloads", "2", "--size", "3000",
-                   "--s3-client", "aiobotocore", "--loop", "asyncio", "--no-progress", "--json", str(out)])
-    assert status == 0
-    report = json.loads(out.read_text())
-    _check_rows(report)
+    client, bucket, report = _bench(rclone_s3, tmp_path, "--ops", "put=1,get=2,head=1", "--mix", "-c", "3", "-n",
+                                    "40", "--objects", "2", "--payloads", "2", "--size", "3000", "--s3-client",
+                                    "aiobotocore")
     assert report["client"] == "aiobotocore"
     rows = {r["op"]: r for r in report["results"]}
     assert set(rows) == {"put", "get", "head"} and {r["phase"] for r in rows.values()} == {"mix"}
