@@ -113,7 +113,7 @@ def boto_config(path: str, host: str, port: int, secure: bool) -> None:
 async def measure(port: int, frames: list[tuple[bytes, int]], concurrency: int, count: int,
                   pids: dict[str, int]) -> dict[str, Any]:
     """One closed-loop phase of ``count`` stores; CPU of every process in ``pids`` per store."""
-    from aioaccess.bench.stats import run_phase
+    from aioaccess.bench import run_phase, summarize
     from aioaccess.bench.thrift import FramedCaller
 
     caller = FramedCaller("127.0.0.1", port, "store")
@@ -130,7 +130,7 @@ async def measure(port: int, frames: list[tuple[bytes, int]], concurrency: int, 
         after = {name: proc_cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
     finally:
         await caller.aclose()
-    row = result.rows("store")[0]
+    row = summarize(result, "store", concurrency)[0]
     row["cpu_ms_per_store"] = {name: (after[name] - before[name]) / count * 1e3 for name in pids}
     row["cpu_ms_per_store"]["loadgen"] = row.pop("cpu_s_per_1000_ops")
     row.pop("cpu_s")

@@ -1,8 +1,11 @@
-"""Benchmark harness behind ``aioaccess bench``: closed-loop driver, S3 and Thrift ops, latency proxy, report."""
+"""Benchmark harness behind ``aioaccess bench``: load driver, S3 and Thrift ops, latency proxy, report."""
 
 from __future__ import annotations
 
+from .analyze import summarize
+from .driver import run_phase
 from .proxy import LatencyProxy, latency_proxy
-from .stats import Op, OpStats, PhaseResult, cpu_seconds, percentile, run_phase
+from .record import Records
+from .stats import Op, cpu_seconds, percentile
 
-__all__ = ["LatencyProxy", "Op", "OpStats", "PhaseResult", "cpu_seconds", "latency_proxy", "percentile", "run_phase"]
+__all__ = ["LatencyProxy", "Op", "Records", "cpu_seconds", "latency_proxy", "percentile", "run_phase", "summarize"]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator
 
-__all__ = ["LatencyProxy", "latency_proxy", "main"]
+__all__ = ["LatencyProxy", "latency_proxy", "main", "start_proxy_process"]
 
 logger = logging.getLogger("aioaccess.bench.proxy")
 
@@ -124,6 +125,37 @@ async def latency_proxy(upstream_host: str, upstream_port: int, delay: float) ->
         yield proxy
     finally:
         await proxy.aclose()
+
+
+async def start_proxy_process(host: str, port: int, delay_ms: float,
+                              stack: contextlib.AsyncExitStack) -> tuple[str, int]:
+    """Start ``python -m aioaccess.bench.proxy`` in front of ``host:port``, stopped when ``stack`` closes.
+
+    In its own process, its CPU is not counted as the client's and it does
+    not share the client's event loop.  Returns the proxy's ``(host, port)``.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aioaccess.bench.proxy", f"{host}:{port}", "--delay-ms", str(delay_ms),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE)
+
+    async def stop() -> None:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
+
+    stack.push_async_callback(stop)
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            line = (await proc.stdout.readline()).decode().strip()
+    except TimeoutError:
+        line = ""
+    phost, _, pport = line.rpartition(":")
+    if not pport.isdigit():
+        raise RuntimeError("the latency proxy did not start")
+    logger.info("Latency proxy (pid %d) %s:%s -> %s:%d, +%g ms each way", proc.pid, phost, pport, host, port,
+                delay_ms)
+    return phost, int(pport)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""``aioaccess bench`` against real servers: moto's S3, aioaccess fetch/store servers.
+"""``aioaccess bench fetch|store`` against real servers, the load driver and analysis.
 
 Reports are checked for their fields and their accounting (every issued op
 ends as ok or as an error), never for speed.
@@ -6,6 +6,7 @@ ends as ok or as an error), never for speed.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -20,19 +21,6 @@ ROW_FIELDS = {"op", "phase", "concurrency", "issued", "ok", "error_count", "erro
               "bytes", "mb_per_s", "latency_ms", "cpu_s", "cpu_s_per_1000_ops"}
 
 
-def _bucket(endpoint: str) -> tuple[Any, str]:
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint)
-    name = f"bench-{uuid.uuid4().hex}"
-    client.create_bucket(Bucket=name)
-    return client, name
-
-
-def _keys(client: Any, bucket: str) -> list[str]:
-    return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", ())]
-
-
 def _check_rows(report: dict[str, Any]) -> None:
     for row in report["results"]:
         assert ROW_FIELDS <= set(row), row
@@ -42,57 +30,6 @@ def _check_rows(report: dict[str, Any]) -> None:
         if row["ok"]:
             lat = row["latency_ms"]
             assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
-
-
-@pytest.mark.s3
-def test_bench_s3_counts_report_and_cleanup(s3_server: str, tmp_path: Any) -> None:
-    client, bucket = _bucket(s3_server)
-    out, plot = tmp_path / "r.json", tmp_path / "r.png"
-    status = main(["bench", "s3", f"s3://{bucket}", "--endpoint-url", s3_server, "--ops", "put,get,list",
-                   "-c", "1,4", "-n", "12", "--payloads", "3", "--size", "3000", "--loop", "asyncio",
-                   "--list-max-keys", "5", "--json", str(out), "--plot", str(plot)])
-    assert status == 0
-    report = json.loads(out.read_text())
-    assert report["kind"] == "s3" and report["target"] == f"s3://{bucket}"
-    assert {(r["op"], r["concurrency"]) for r in report["results"]} == {
-        (op, c) for op in ("put", "get", "list") for c in (1, 4)}
-    _check_rows(report)
-    for row in report["results"]:
-        assert row["issued"] == 12
-        assert row["ok"] == 12, row["errors"]
-        if row["op"] in ("put", "get"):
-            assert row["bytes"] > 12 * 1000
-    assert report["payloads"]["count"] == 3
-    # 3 seed objects for the GETs, then 12 PUTs per level; all deleted again
-    assert report["cleanup"] == {"written": 3 + 2 * 12, "deleted": 3 + 2 * 12, "failed": 0}
-    assert _keys(client, bucket) == []
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.mark.s3
-def test_bench_s3_mix_duration_keep_obstore_client(s3_server: str, tmp_path: Any) -> None:
-    client, bucket = _bucket(s3_server)
-    out = tmp_path / "r.json"
-    status = main(["bench", "s3", f"s3://{bucket}", "--endpoint-url", s3_server, "--ops", "put=1,get=2", "--mix",
-                   "-c", "2", "--duration", "0.4", "--payloads", "2", "--size", "3000", "--keep", "--client", "obstore",
-                   "--prefix-len", "0", "--loop", "asyncio", "--json", str(out)])
-    assert status == 0
-    report = json.loads(out.read_text())
-    _check_rows(report)
-    rows = {r["op"]: r for r in report["results"]}
-    assert set(rows) == {"put", "get"} and {r["phase"] for r in rows.values()} == {"mix"}
-    assert rows["put"]["issued"] > 0 and rows["get"]["issued"] > 0
-    keys = _keys(client, bucket)
-    assert report["cleanup"] == {"written": len(keys), "kept": True}
-    assert all(k.startswith("aioaccess-bench-") for k in keys)  # --prefix-len 0: no hash prefix
-
-
-def test_bench_s3_usage_errors(tmp_path: Any, capsys: Any) -> None:
-    assert main(["bench", "s3", "s3://b/extra", "-n", "1"]) == 2
-    assert main(["bench", "s3", "s3://b", "--ops", "put,delete", "-n", "1"]) == 2
-    assert main(["bench", "s3", "s3://b", "--latency-ms", "5", "-n", "1"]) == 2
-    err = capsys.readouterr().err
-    assert "expected s3://BUCKET" in err and "unknown op 'delete'" in err and "--latency-ms needs" in err
 
 
 async def test_bench_fetch_through_latency_proxy(fetch_server: Any, tmp_path: Any) -> None:
@@ -148,7 +85,7 @@ async def test_bench_fetch_counts_errors_from_a_store_server(store_server: Any, 
 
 
 async def test_run_phase_accounts_for_every_op() -> None:
-    from aioaccess.bench.stats import percentile, run_phase
+    from aioaccess.bench import percentile, run_phase, summarize
 
     async def flaky(index: int) -> int:
         await asyncio.sleep(0)
@@ -156,15 +93,115 @@ async def test_run_phase_accounts_for_every_op() -> None:
             raise KeyError(index)
         return 10
 
-    result = await run_phase({"a": flaky, "b": flaky}, 4, count=60, weights={"a": 1, "b": 3}, seed=1)
-    rows = {r["op"]: r for r in result.rows()}
-    assert sum(r["issued"] for r in rows.values()) == 60
+    records = await run_phase({"a": flaky, "b": flaky}, 4, count=60, weights={"a": 1, "b": 3}, seed=1)
+    rows = {r["op"]: r for r in summarize(records, "mix", 4)}
+    assert sum(r["issued"] for r in rows.values()) == 60 == len(records)
+    assert len(records.workers) == 4 and len(records.cpu) == 1
     for r in rows.values():
         assert r["ok"] + r["error_count"] == r["issued"]
         assert r["errors"] == {"KeyError": (r["issued"] + 2) // 3}
         assert r["bytes"] == 10 * r["ok"]
+        assert sum(p["ops"] for p in r["series"]) == r["ok"] and sum(p["errors"] for p in r["series"]) == \
+            r["error_count"]
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0 and percentile([1.0, 2.0], 99) == 2.0
     assert percentile([], 50) == 0.0
+
+
+async def test_run_phase_out_of_work_stops_the_worker_uncounted() -> None:
+    from aioaccess.bench import run_phase
+    from aioaccess.bench.stats import OutOfWork
+
+    left = list(range(7))
+
+    async def take(index: int) -> int:
+        await asyncio.sleep(0)
+        if not left:
+            raise OutOfWork
+        left.pop()
+        return 1
+
+    records = await run_phase({"take": take}, 3, count=100)
+    assert len(records) == 7 and not records.errors
+
+
+async def test_run_phase_for_a_duration_ends_by_itself() -> None:
+    """No count: the phase stops claiming ops once the duration is over, and every worker is recorded."""
+    from aioaccess.bench import run_phase
+
+    async def op(index: int) -> int:
+        await asyncio.sleep(0.001)
+        return 1
+
+    records = await run_phase({"op": op}, 3, duration=0.2)
+    assert len(records) > 0 and len(records.workers) == 3 and not records.errors
+    assert sorted(records.moved) == [1] * len(records)
+
+
+async def test_open_loop_keeps_the_schedule_and_times_from_it() -> None:
+    """--rate: op i is scheduled at start + i/rate whatever the server does; waiting for a slot is latency."""
+    from aioaccess.bench import run_phase
+
+    in_flight = peak = 0
+
+    async def slow(index: int) -> int:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.02)  # 2 slots x 20 ms: 100 ops/s at most, 200 scheduled
+        in_flight -= 1
+        return 0
+
+    records = await run_phase({"slow": slow}, 2, count=20, rate=200.0)
+    assert len(records) == 20 and peak == 2 and records.rate == 200.0
+    order = sorted(range(20), key=lambda i: records.scheduled[i])
+    gaps = [records.scheduled[b] - records.scheduled[a] for a, b in zip(order, order[1:], strict=False)]
+    assert gaps == pytest.approx([1 / 200.0] * 19)
+    for i in range(20):
+        assert records.started[i] >= records.scheduled[i] - 1e-9
+        assert records.ended[i] - records.scheduled[i] >= records.ended[i] - records.started[i]
+    last = order[-1]  # scheduled at +95 ms, but no slot is free before +180 ms
+    assert records.ended[last] - records.scheduled[last] >= 0.09
+
+
+def test_window_leaves_out_ramp_up_and_down() -> None:
+    """Only the time every worker ran counts; merged records of two processes share one window."""
+    from aioaccess.bench import Records, summarize
+    from aioaccess.bench.analyze import window
+
+    def part(worker: tuple[float, float], ops: list[tuple[float, float]]) -> Records:
+        rec = Records(["get"])
+        for start, end in ops:
+            rec.add(0, start, start, 0.0, end, 100, None)
+        rec.workers.append(worker)
+        rec.cpu.append([(0.0, 0.0, 0.0), (10.0, 5.0, 4.0)])  # half a core, 0.4 of it on the loop's thread
+        return rec
+
+    a = part((0.0, 10.0), [(0.0, 1.0), (1.0, 3.0), (3.0, 5.0), (5.0, 9.0), (9.0, 10.0)])
+    b = part((2.0, 8.0), [(2.0, 4.0), (4.0, 6.0), (6.0, 8.0)])
+    merged = Records.merge([a, b])
+    assert merged.procs == 2 and len(merged) == 8 and len(merged.cpu) == 2
+    assert window(merged) == (2.0, 8.0, True)
+    [row] = summarize(merged, "get", 2)
+    assert (row["issued"], row["ok"], row["bytes"]) == (8, 8, 800)
+    assert row["window"] == {"seconds": 6.0, "ops": 4, "all_workers": True, "start_s": 2.0, "end_s": 8.0}
+    assert row["ops_per_s"] == pytest.approx(4 / 6.0)  # (3,5) (2,4) (4,6) (6,8)
+    assert row["cpu_s"] == pytest.approx(2 * 0.5 * 6.0) and row["client_cpu_cores"] == pytest.approx(0.5)
+    assert row["loop_cpu_cores"] == pytest.approx(0.4) and not row["client_bound"]
+    assert [p["ops"] for p in row["series"]] == [0, 1, 0, 1, 1, 1, 1, 0, 1, 2]  # by end time; 10.0 in the last
+    assert sum(p["ops"] for p in row["series"]) == 8
+
+
+def test_size_ranges_and_synthetic_sizes() -> None:
+    from aioaccess.bench.payloads import parse_size, synthetic
+
+    assert parse_size("6000") == (6000, 6000) and parse_size("6KB") == (6000, 6000)
+    assert parse_size("4KiB-64KiB") == (4096, 65536) and parse_size("1.5MiB") == (1572864, 1572864)
+    for bad in ("", "x", "4KiB-1KiB", "0", "5QB"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_size(bad)
+    sizes = [len(raw) for _, raw in synthetic(12, (2000, 40000), seed=3)]
+    assert max(sizes) > 3 * min(sizes)
+    assert [len(raw) for _, raw in synthetic(3, (3000, 40000), seed=3)] == sizes[:3]  # deterministic
 
 
 async def test_latency_proxy_relays_both_ways_and_half_close() -> None:
