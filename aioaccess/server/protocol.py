@@ -11,6 +11,7 @@ handler runs in a Task, so ``asyncio.timeout`` and client libraries work.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import struct
 import time
@@ -294,12 +295,47 @@ class FramedProtocol(asyncio.Protocol):
             except Exception:
                 self._internal_error()
                 return
-            self._start_task(_resume(coro, yielded))
+            if self.processor.task_free and asyncio.isfuture(yielded):
+                self._wait_on(coro, yielded)
+            else:
+                self._start_task(_resume(coro, yielded))
             return
         if (self.closing or (self.eof and not self.pending)) and self.transport is not None:
             self.transport.close()
         if self.pending or self.backlog_paused:  # else there is nothing to pause or resume
             self._update_reading()
+
+    def _wait_on(self, coro: Coroutine[Any, Any, Any], fut: asyncio.Future[Any]) -> None:
+        """Resume ``coro`` when ``fut`` is done, without a Task (handlers whose calls wait only on futures)."""
+        self.busy = True
+        fut._asyncio_future_blocking = False
+        self.state.tasks.add(fut)  # type: ignore[arg-type] # graceful shutdown waits for it as for a Task
+        fut.add_done_callback(functools.partial(self._step, coro))
+        if self.pending or self.backlog_paused:
+            self._update_reading()
+
+    def _step(self, coro: Coroutine[Any, Any, Any], fut: asyncio.Future[Any]) -> None:
+        self.state.tasks.discard(fut)  # type: ignore[arg-type]
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            self.busy = False
+            self._reply(stop.value)
+            self.last_frame_at = self.loop.time()
+            self._run()
+            return
+        except ProtocolError as exc:
+            self.busy = False
+            self._protocol_error(exc)
+            return
+        except BaseException:  # noqa: BLE001 - includes a cancelled wait at shutdown
+            self.busy = False
+            self._internal_error()
+            return
+        if asyncio.isfuture(yielded):
+            self._wait_on(coro, yielded)
+        else:
+            self._start_task(_resume(coro, yielded))
 
     def _start_task(self, awaitable: Any) -> None:
         """Finish the current request in a Task; later frames wait for it."""
