@@ -138,7 +138,7 @@ class RedisPipe:
     """
 
     def __init__(self, url: str, *, timeout: float | None = 10.0, connect_timeout: float | None = None,
-                 connections: int = 2, depth: int = 1) -> None:
+                 connections: int = 2, depth: int = 1, wait_replicas: int = 0) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "unix"):
             raise ValueError(f"RedisPipe speaks redis:// and unix://, not {parts.scheme}://")
@@ -157,6 +157,8 @@ class RedisPipe:
         self.max_connections = max(1, connections)
         #: Batches in flight per connection; more requests queue and go out as one batch.
         self.depth = max(1, depth)
+        #: Replicas that must have a store (``WAIT``) before it is acknowledged; 0: the master's answer suffices.
+        self.wait_replicas = wait_replicas
         self.loop = asyncio.get_running_loop()
         self._ready: list[_Connection] = []
         self._connecting: asyncio.Task[None] | None = None
@@ -188,12 +190,15 @@ class RedisPipe:
         self.send(b"".join(map(encode_command, commands)), len(commands), lambda r: _settle(fut, r))
         return fut
 
+    def call(self, *args: bytes | str | int) -> asyncio.Future[Any]:
+        """A future of one command's reply; an error reply fails it with RedisReplyError."""
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self.send(encode_command(args), 1, lambda r: _settle(fut, _first(args, r)))
+        return fut
+
     async def command(self, *args: bytes | str | int) -> Any:
-        """One command's reply; an error reply raises BackendUnavailable."""
-        reply = (await self.execute(args))[0]
-        if isinstance(reply, ReplyError):
-            raise RedisReplyError(_name(args[0]), reply)
-        return reply
+        """One command's reply; an error reply raises RedisReplyError (a BackendUnavailable)."""
+        return await self.call(*args)
 
     # -- coalesced reads and writes ---------------------------------------
     def hmget(self, key: bytes, ids: Sequence[str]) -> asyncio.Future[list[Any]]:
@@ -264,19 +269,24 @@ class RedisPipe:
                     args.extend(ids)
                 send(encode_command(args), 1, lambda r, g=group, k=key: _read_done(k, g, r))
                 start = end
+        wait = encode_command((b"WAIT", self.wait_replicas, int((self.timeout or 10.0) * 500))) \
+            if self.wait_replicas else b""
         for (key, index_key), stores in writes.items():
             hset: list[bytes | str] = [b"HSET", key]
             for comm_id, raw, _ in stores:
                 hset += (comm_id, raw)
             if index_key is None:
-                send(encode_command(hset), 1, lambda r, s=stores, k=key: _write_done(k, s, r))
-                continue
-            zadd: list[bytes | str] = [b"ZADD", index_key]
-            for comm_id, _, _ in stores:
-                zadd += (b"0", comm_id)
-            payload = b"".join((encode_command((b"MULTI",)), encode_command(hset), encode_command(zadd),
-                                encode_command((b"EXEC",))))
-            send(payload, 4, lambda r, s=stores, k=key: _write_done(k, s, r))
+                commands = [encode_command(hset)]
+            else:
+                zadd: list[bytes | str] = [b"ZADD", index_key]
+                for comm_id, _, _ in stores:
+                    zadd += (b"0", comm_id)
+                commands = [encode_command((b"MULTI",)), encode_command(hset), encode_command(zadd),
+                            encode_command((b"EXEC",))]
+            if wait:
+                commands.append(wait)
+            send(b"".join(commands), len(commands),
+                 lambda r, s=stores, k=key: _write_done(k, s, r, self.wait_replicas))
 
     def _fail_queued(self, error: BaseException) -> None:
         reads, self._reads = self._reads, {}
@@ -362,6 +372,14 @@ def _name(arg: bytes | str | int) -> str:
     return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
 
 
+def _first(args: Sequence[bytes | str | int], result: list[Any] | BaseException) -> Any:
+    if isinstance(result, BaseException):
+        return result
+    if isinstance(result[0], ReplyError):
+        return RedisReplyError(_name(args[0]), result[0])
+    return result[0]
+
+
 def _settle(fut: asyncio.Future[Any], result: Any) -> None:
     if fut.done():
         return
@@ -390,16 +408,21 @@ def _read_done(key: bytes, group: list[tuple[Sequence[str], asyncio.Future[list[
 
 
 def _write_done(key: bytes, stores: list[tuple[str, bytes, asyncio.Future[None]]],
-                result: list[Any] | BaseException) -> None:
+                result: list[Any] | BaseException, wait_replicas: int) -> None:
     if not isinstance(result, BaseException):
         replies = list(result)
-        if isinstance(replies[-1], list):  # EXEC's array: one reply per queued command
+        acked = replies.pop() if wait_replicas else None
+        if replies and isinstance(replies[-1], list):  # EXEC's array: one reply per queued command
             replies += replies.pop()
-        error = next((r for r in replies if isinstance(r, ReplyError)), None)
-        if error is None:
+        error = next((r for r in (*replies, acked) if isinstance(r, ReplyError)), None)
+        what = f"HSET {key.decode('utf-8', 'replace')}"
+        if error is not None:
+            result = RedisReplyError(what, error)
+        elif acked is not None and acked < wait_replicas:
+            result = BackendUnavailable("redis", f"{what}: {acked} of {wait_replicas} replicas acknowledged in time")
+        else:
             for _, _, fut in stores:
                 _settle(fut, None)
             return
-        result = RedisReplyError(f"HSET {key.decode('utf-8', 'replace')}", error)
     for _, _, fut in stores:
         _settle(fut, result)

@@ -47,9 +47,9 @@ async def open_pipe(spec: str, args: argparse.Namespace, stack: AsyncExitStack) 
         if spec.startswith("redis+cluster://"):
             from ..backends.redis_cluster import RedisClusterPipe
 
-            pipe: Any = RedisClusterPipe(spec, timeout=args.backend_timeout)
+            pipe: Any = RedisClusterPipe(spec, timeout=args.backend_timeout, wait_replicas=args.redis_wait_replicas)
         else:
-            pipe = RedisPipe(spec, timeout=args.backend_timeout)
+            pipe = RedisPipe(spec, timeout=args.backend_timeout, wait_replicas=args.redis_wait_replicas)
     except ValueError as exc:
         raise UsageError(f"bad Redis URL {spec!r}: {exc}") from exc
     stack.push_async_callback(pipe.aclose)

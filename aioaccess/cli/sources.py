@@ -54,6 +54,8 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--shards", type=int, default=-1,
                        help="Redis layout: N hash buckets KEY:{b} (b = crc32(id) mod N) instead of one hash KEY "
                        "(default: one hash on redis://, 64 buckets on redis+cluster://)")
+    group.add_argument("--redis-wait-replicas", type=int, default=0,
+                       help="acknowledge a Redis store only once this many replicas have it (WAIT; default: 0)")
     group.add_argument("--redis-client", choices=("pipe", "redis-py"),
                        default=os.environ.get("AIOACCESS_REDIS_CLIENT") or "pipe",
                        help="Redis client: pipe (default; pipelined, coalesced, hiredis) or redis-py "
