@@ -188,10 +188,14 @@ class RedisClusterPipe:
                 await self.refresh()
             pipe = next((p for p in self.slots if p is not None), None) or self.node(*self.seeds[0])
             return await pipe.command(*args)
+        return await self.call(*args)
+
+    def call(self, *args: bytes | str | int) -> asyncio.Future[Any]:
+        """A future of one command on the node of its key (``args[1]``)."""
         key = args[1] if isinstance(args[1], bytes) else str(args[1]).encode()
         fut: asyncio.Future[Any] = self.loop.create_future()
         self._route(fut, key, lambda pipe: pipe.call(*args), args, 0)
-        return await fut
+        return fut
 
     async def aclose(self) -> None:
         if self._refreshing is not None:

@@ -11,6 +11,7 @@ once; ``aioaccess redis-index KEY`` builds the index.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ class Pipe(Protocol):
 
     def hmget(self, key: bytes, ids: Sequence[str]) -> Any: ...
     def hset_indexed(self, key: bytes, index_key: bytes | None, comm_id: str, raw: bytes) -> Any: ...
+    def call(self, *args: bytes | str | int) -> Any: ...
     async def command(self, *args: bytes | str | int) -> Any: ...
     async def aclose(self) -> None: ...
 
@@ -80,10 +82,14 @@ class RedisPipeCommunicationContainer(RedisPipeBacked, CommunicationContainer):
             yield comm_id
 
     async def _count(self) -> int:
-        total = 0
-        for key in self.layout.hash_keys:
-            total += int(await self.pipe.command(b"HLEN", key))
-        return total
+        return sum(await self._each(b"HLEN", self.layout.hash_keys))
+
+    async def _each(self, command: bytes, keys: list[bytes], more: bytes | None = None,
+                    more_keys: list[bytes] | None = None) -> list[int]:
+        """``command KEY`` for every key (then ``more KEY`` for every ``more_keys``), all sent together."""
+        futs = [self.pipe.call(command, key) for key in keys]
+        futs += [self.pipe.call(more, key) for key in more_keys or ()] if more else []
+        return [int(n) for n in await asyncio.gather(*futs)]
 
     async def _contains(self, comm_id: str) -> bool:
         key = self.layout.hash_keys[self.layout.bucket(comm_id)]
@@ -92,8 +98,10 @@ class RedisPipeCommunicationContainer(RedisPipeBacked, CommunicationContainer):
     async def _index_sizes(self) -> list[int] | None:
         """Each bucket's index size, or None if any index disagrees with its hash."""
         sizes = []
-        for key, index in zip(self.layout.hash_keys, self.layout.index_keys, strict=True):
-            n_hash, n_index = int(await self.pipe.command(b"HLEN", key)), int(await self.pipe.command(b"ZCARD", index))
+        n = len(self.layout.hash_keys)
+        counts = await self._each(b"HLEN", self.layout.hash_keys, b"ZCARD", self.layout.index_keys)
+        for key, index, n_hash, n_index in zip(self.layout.hash_keys, self.layout.index_keys, counts[:n], counts[n:],
+                                               strict=True):
             if n_hash != n_index:
                 if not self._warned:
                     self._warned = True

@@ -166,6 +166,7 @@ class RedisPipe:
         self._next = 0
         self._reads: dict[bytes, list[tuple[Sequence[str], asyncio.Future[list[Any]]]]] = {}
         self._writes: dict[tuple[bytes, bytes | None], list[tuple[str, bytes, asyncio.Future[None]]]] = {}
+        self._calls: list[tuple[Sequence[bytes | str | int], asyncio.Future[Any]]] = []
         self._flush_handle: asyncio.Handle | None = None
         self.closed = False
 
@@ -191,9 +192,12 @@ class RedisPipe:
         return fut
 
     def call(self, *args: bytes | str | int) -> asyncio.Future[Any]:
-        """A future of one command's reply; an error reply fails it with RedisReplyError."""
+        """A future of one command's reply, sent with this iteration's other commands; an error reply fails
+        it with RedisReplyError."""
         fut: asyncio.Future[Any] = self.loop.create_future()
-        self.send(encode_command(args), 1, lambda r: _settle(fut, _first(args, r)))
+        self._calls.append((args, fut))
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
         return fut
 
     async def command(self, *args: bytes | str | int) -> Any:
@@ -227,7 +231,7 @@ class RedisPipe:
     @property
     def queued(self) -> bool:
         """Whether reads or stores wait for a flush."""
-        return bool(self._reads or self._writes)
+        return bool(self._reads or self._writes or self._calls)
 
     def _idle(self) -> _Connection | None:
         """A connection with nothing in flight; _NO_CONNECTION when there is none yet (or the pipe is closed);
@@ -256,6 +260,9 @@ class RedisPipe:
         send = self.send if conn is _NO_CONNECTION else conn.send
         reads, self._reads = self._reads, {}
         writes, self._writes = self._writes, {}
+        calls, self._calls = self._calls, []
+        if calls:
+            send(b"".join(encode_command(args) for args, _ in calls), len(calls), lambda r: _calls_done(calls, r))
         for key, requests in reads.items():
             start = 0
             while start < len(requests):  # split very long reads into several commands of one batch
@@ -291,6 +298,9 @@ class RedisPipe:
     def _fail_queued(self, error: BaseException) -> None:
         reads, self._reads = self._reads, {}
         writes, self._writes = self._writes, {}
+        calls, self._calls = self._calls, []
+        for _, fut in calls:
+            _settle(fut, error)
         for requests in reads.values():
             for _, fut in requests:
                 _settle(fut, error)
@@ -372,12 +382,15 @@ def _name(arg: bytes | str | int) -> str:
     return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
 
 
-def _first(args: Sequence[bytes | str | int], result: list[Any] | BaseException) -> Any:
-    if isinstance(result, BaseException):
-        return result
-    if isinstance(result[0], ReplyError):
-        return RedisReplyError(_name(args[0]), result[0])
-    return result[0]
+def _calls_done(calls: list[tuple[Sequence[bytes | str | int], asyncio.Future[Any]]],
+                result: list[Any] | BaseException) -> None:
+    for n, (args, fut) in enumerate(calls):
+        if isinstance(result, BaseException):
+            _settle(fut, result)
+        elif isinstance(result[n], ReplyError):
+            _settle(fut, RedisReplyError(_name(args[0]), result[n]))
+        else:
+            _settle(fut, result[n])
 
 
 def _settle(fut: asyncio.Future[Any], result: Any) -> None:
