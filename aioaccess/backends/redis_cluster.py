@@ -60,6 +60,7 @@ class RedisClusterPipe:
         self.slots: list[RedisPipe | None] = [None] * 16384
         self._refreshing: asyncio.Task[None] | None = None
         self._refreshed_at = -1e9
+        self._slot_of: dict[bytes, int] = {}
 
     def node(self, host: str, port: int) -> RedisPipe:
         pipe = self.nodes.get((host, port))
@@ -67,7 +68,18 @@ class RedisClusterPipe:
             pipe = self.nodes[(host, port)] = RedisPipe(f"redis://{host}:{port}/0", timeout=self.timeout,
                                                         connections=self.connections,
                                                         wait_replicas=self.wait_replicas)
+            pipe.on_read_error = self._read_failed
         return pipe
+
+    def _read_failed(self, exc: BaseException, key: bytes, group: list[tuple[Sequence[str], Any]]) -> bool:
+        """A node's failed HMGET: follow MOVED/ASK for each read of ``group`` (True), else refresh and fail."""
+        if isinstance(exc, RedisReplyError) and exc.reply.startswith(("MOVED ", "ASK ")):
+            for ids, fut in group:
+                self._route(fut, key, lambda pipe, i=ids: pipe.hmget(key, i), (b"HMGET", key, *ids), 1, None, exc)
+            return True
+        if isinstance(exc, BackendUnavailable):
+            self.schedule_refresh()  # a node down or confused: its replica may be taking over
+        return False
 
     # -- topology -----------------------------------------------------------
     async def refresh(self) -> None:
@@ -107,6 +119,12 @@ class RedisClusterPipe:
 
     # -- routed operations ------------------------------------------------------
     def hmget(self, key: bytes, ids: Sequence[str]) -> asyncio.Future[list[Any]]:
+        slot = self._slot_of.get(key)
+        if slot is None:
+            slot = self._slot_of[key] = key_slot(key)
+        pipe = self.slots[slot]
+        if pipe is not None:  # the common case: the node's own future; a MOVED reply comes to _read_failed
+            return pipe.hmget(key, ids)
         fut: asyncio.Future[list[Any]] = self.loop.create_future()
         self._route(fut, key, lambda pipe: pipe.hmget(key, ids), (b"HMGET", key, *ids), 0)
         return fut
@@ -117,7 +135,10 @@ class RedisClusterPipe:
         return fut
 
     def _route(self, fut: asyncio.Future[Any], key: bytes, send: Any, asking: tuple[Any, ...] | None,
-               redirects: int, pipe: RedisPipe | None = None) -> None:
+               redirects: int, pipe: RedisPipe | None = None, error: BaseException | None = None) -> None:
+        if error is not None:  # a redirect already received: act on it
+            self._handle(error, fut, key, send, asking, redirects)
+            return
         pipe = pipe or self.pipe_for(key)
         if pipe is None:  # no map yet (or a hole in it): load it, then route
             task = self.loop.create_task(self._route_after_refresh(fut, key, send, asking, redirects))
@@ -148,6 +169,13 @@ class RedisClusterPipe:
         if exc is None:
             fut.set_result(inner.result())
             return
+        self._handle(exc, fut, key, send, asking, redirects)
+
+    def _handle(self, exc: BaseException, fut: asyncio.Future[Any], key: bytes, send: Any,
+                asking: tuple[Any, ...] | None, redirects: int) -> None:
+        """Follow a redirect in ``exc``, or fail ``fut`` with it."""
+        if fut.done():
+            return
         if isinstance(exc, RedisReplyError) and redirects < MAX_REDIRECTS:
             kind, _, rest = exc.reply.partition(" ")
             slot, _, where = rest.partition(" ")
@@ -170,12 +198,11 @@ class RedisClusterPipe:
 
     @staticmethod
     def _asked(reply: asyncio.Future[list[Any]], fut: asyncio.Future[Any]) -> None:
-        if reply.cancelled() or reply.exception() is not None or fut.done():
-            if not fut.done():
-                fut.set_exception(reply.exception() or BackendUnavailable("redis", "cancelled"))  # type: ignore[arg-type]
+        error = BackendUnavailable("redis", "cancelled") if reply.cancelled() else reply.exception()
+        if fut.done():
             return
-        if reply.exception() is not None:
-            fut.set_exception(reply.exception())  # type: ignore[arg-type]
+        if error is not None:
+            fut.set_exception(error)
         elif isinstance(reply.result()[-1], ReplyError):
             fut.set_exception(RedisReplyError("ASK redirect", reply.result()[-1]))
         else:

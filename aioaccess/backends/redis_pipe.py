@@ -30,6 +30,8 @@ ReplyError = hiredis.ReplyError
 #: Ids per coalesced HMGET (a longer read is split into several commands of one batch).
 MAX_IDS_PER_COMMAND = 1024
 Callback = Callable[[list[Any] | BaseException], None]
+#: ``hook(error, key, [(ids, future), ...])`` -> True if it took over those reads (e.g. a cluster's MOVED).
+ReadErrorHook = Callable[[BaseException, bytes, list[tuple[Sequence[str], "asyncio.Future[list[Any]]"]]], bool]
 
 
 class RedisReplyError(BackendUnavailable):
@@ -159,6 +161,8 @@ class RedisPipe:
         self.depth = max(1, depth)
         #: Replicas that must have a store (``WAIT``) before it is acknowledged; 0: the master's answer suffices.
         self.wait_replicas = wait_replicas
+        #: Called with the error of a failed HMGET before its callers get it (RedisClusterPipe follows MOVED).
+        self.on_read_error: ReadErrorHook | None = None
         self.loop = asyncio.get_running_loop()
         self._ready: list[_Connection] = []
         self._connecting: asyncio.Task[None] | None = None
@@ -274,7 +278,7 @@ class RedisPipe:
                 args: list[bytes | str] = [b"HMGET", key]
                 for ids, _ in group:
                     args.extend(ids)
-                send(encode_command(args), 1, lambda r, g=group, k=key: _read_done(k, g, r))
+                send(encode_command(args), 1, lambda r, g=group, k=key: _read_done(k, g, r, self.on_read_error))
                 start = end
         wait = encode_command((b"WAIT", self.wait_replicas, int((self.timeout or 10.0) * 500))) \
             if self.wait_replicas else b""
@@ -403,7 +407,7 @@ def _settle(fut: asyncio.Future[Any], result: Any) -> None:
 
 
 def _read_done(key: bytes, group: list[tuple[Sequence[str], asyncio.Future[list[Any]]]],
-               result: list[Any] | BaseException) -> None:
+               result: list[Any] | BaseException, on_error: ReadErrorHook | None) -> None:
     if not isinstance(result, BaseException):
         values = result[0]
         if isinstance(values, ReplyError):
@@ -416,6 +420,8 @@ def _read_done(key: bytes, group: list[tuple[Sequence[str], asyncio.Future[list[
                     fut.set_result(values[start:end])
                 start = end
             return
+    if on_error is not None and on_error(result, key, group):
+        return
     for _, fut in group:
         _settle(fut, result)
 
