@@ -4,8 +4,10 @@ A read that is exactly one ``fetch`` call of ids all in the processor's
 ``fetch_table`` is answered at once, in C when the codec is compiled.  A call
 to an ``inline_safe`` handler (an in-memory or page-cached container) that
 finishes without suspending is answered straight from ``data_received``;
-only a call that really waits on I/O gets a Task.  Every call to any other
-handler runs in a Task, so ``asyncio.timeout`` and client libraries work.
+only a call that really waits on I/O gets a Task, unless the handler is also
+``task_free`` (the Redis pipe): its calls wait only on plain futures, and the
+future's callback resumes them.  Every call to any other handler runs in a
+Task, so ``asyncio.timeout`` and client libraries work.
 """
 
 from __future__ import annotations
@@ -328,7 +330,12 @@ class FramedProtocol(asyncio.Protocol):
             self.busy = False
             self._protocol_error(exc)
             return
-        except BaseException:  # noqa: BLE001 - includes a cancelled wait at shutdown
+        except asyncio.CancelledError:  # shutdown cancelled the wait after the grace period
+            self.busy = False
+            if self.transport is not None:
+                self.transport.close()
+            return
+        except Exception:
             self.busy = False
             self._internal_error()
             return
