@@ -8,6 +8,7 @@ then, for each connection count, runs ``benchmarks.loadgen`` against:
 - ``aio-redis``: ``aioaccess fetch-server redis://`` (the default: the pipelined fast path)
 - ``aio-redis-py``: the same with ``--redis-client redis-py`` (the path before it)
 - ``aio-cluster``: ``aioaccess fetch-server redis+cluster://``
+- ``aio-dir``: ``aioaccess fetch-server`` on the corpus directory (the local path, for scale)
 
 and ``redis-benchmark -t get`` with the corpus's mean value size, and prints
 calls/s, server CPU per call and the ratios the issue asks for.  It also pages
@@ -94,7 +95,8 @@ async def _paging(port: int, total: int, page: int) -> dict[str, Any]:
         started = time.perf_counter()
         first = await client.getCommunicationIDs(0, page)
         first_s = time.perf_counter() - started
-        times, seen = [], 0
+        times: list[float] = []
+        seen = 0
         walk_started = time.perf_counter()
         for offset in range(0, total, page):
             t = time.perf_counter()
@@ -105,9 +107,11 @@ async def _paging(port: int, total: int, page: int) -> dict[str, Any]:
         count = await client.getCommunicationCount()
         count_s = time.perf_counter() - t
     assert len(first) == page and seen == total == count, (len(first), seen, total, count)
-    return {"pages": len(times), "first_page_ms": first_s * 1e3, "slowest_page_ms": max(times) * 1e3,
+    ordered = sorted(times)
+    return {"pages": len(times), "first_page_ms": first_s * 1e3, "median_page_ms": ordered[len(times) // 2] * 1e3,
+            "last_page_ms": times[-1] * 1e3, "slowest_page_ms": ordered[-1] * 1e3,
             "mean_page_ms": sum(times) / len(times) * 1e3, "walk_s": walk_s, "count_ms": count_s * 1e3,
-            "slowest_vs_first": max(times) / first_s}
+            "median_vs_first": ordered[len(times) // 2] / first_s, "walk_vs_first": walk_s / first_s}
 
 
 def serve(argv: list[str], workdir: str, name: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -126,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conns", default="16,128")
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--servers", default="aio-redis,aio-redis-py,aio-cluster")
+    parser.add_argument("--servers", default="aio-redis,aio-redis-py,aio-cluster,aio-dir")
     parser.add_argument("--out", help="JSON results path")
+    parser.add_argument("--paging-without-index", action="store_true",
+                        help="also page through the single hash with its index set aside (HKEYS per page)")
     args = parser.parse_args(argv)
     raise_nofile()
     corpus: Corpus = ensure_corpus(args.n, args.size)
@@ -150,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(max {max(result['spread']) / sum(result['spread']):.1%})")
         commands = {"aio-redis": [single, "--redis-key", KEY],
                     "aio-redis-py": [single, "--redis-key", KEY, "--redis-client", "redis-py"],
-                    "aio-cluster": [cluster, "--redis-key", KEY, "--shards", str(SHARDS)]}
+                    "aio-cluster": [cluster, "--redis-key", KEY, "--shards", str(SHARDS)],
+                    "aio-dir": [corpus.directory]}
         live = {}
         for name in args.servers.split(","):
             proc, port = serve(commands[name], workdir, name)
@@ -161,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
             if name in live:
                 result["paging"][name] = asyncio.run(_paging(live[name][1], args.n, 100))
                 print(f"{name} paging: {json.dumps({k: round(v, 3) for k, v in result['paging'][name].items()})}")
+        if "aio-redis" in live and args.paging_without_index:  # what paging cost before the index (HKEYS a page)
+            subprocess.run(["redis-cli", "-p", str(redis_port), "rename", f"{KEY}:ids", f"{KEY}:ids-aside"],
+                           check=True, capture_output=True)
+            result["paging"]["aio-redis-no-index"] = asyncio.run(_paging(live["aio-redis"][1], args.n, 100))
+            subprocess.run(["redis-cli", "-p", str(redis_port), "rename", f"{KEY}:ids-aside", f"{KEY}:ids"],
+                           check=True, capture_output=True)
+            print(f"aio-redis paging without the index: "
+                  f"{json.dumps({k: round(v, 3) for k, v in result['paging']['aio-redis-no-index'].items()})}")
         for c in (int(x) for x in args.conns.split(",")):
             for name, (proc, port) in live.items():
                 row = run_loadgen(port, proc.pid, corpus, c, 1, args.duration, args.warmup, int(mean * 0.5))
@@ -199,6 +214,9 @@ def print_ratios(result: dict[str, Any]) -> None:
         for name, row in rows.items():
             line.append(f"{name} {row['calls_per_s'] / limit['calls_per_s']:.0%} of it, "
                         f"{row['server_us_per_call']:.1f} us/call")
+        if "aio-dir" in rows and "aio-redis" in rows:
+            ratio = rows["aio-redis"]["server_us_per_call"] / rows["aio-dir"]["server_us_per_call"]
+            line.append(f"redis/dir CPU per call {ratio:.2f}x")
         if "aio-redis" in rows and "aio-cluster" in rows:
             line.append(f"cluster/single {rows['aio-cluster']['calls_per_s'] / rows['aio-redis']['calls_per_s']:.0%}")
         print("; ".join(line))
