@@ -188,3 +188,37 @@ async def test_a_hung_or_stopped_redis_fails_within_the_timeout_and_recovers(raw
     finally:
         await pipe.aclose()
         await asyncio.to_thread(redis_proc.stop)
+
+
+async def test_shutdown_waits_for_a_fetch_waiting_on_redis(raws: dict[str, bytes]) -> None:
+    from aioaccess.server import Server, ServerConfig
+
+    redis_proc = RedisServerProcess()
+    await asyncio.to_thread(redis_proc.start)
+    pipe = RedisPipe(redis_proc.url, timeout=1)
+    comm_id = next(iter(raws))
+    try:
+        await RedisPipeStoreHandler(pipe, "comms").store_raw(comm_id, raws[comm_id])
+        wrapper = FetchCommunicationServiceWrapper(
+            CommunicationContainerFetchHandler(RedisPipeCommunicationContainer(pipe, "comms")),
+            config=ServerConfig(graceful_timeout=10))
+        server = Server(wrapper.config)
+        listener = server.add_service(wrapper.processor, "127.0.0.1", 0)
+        await server.startup()
+        async with asyncio.timeout(GUARD), FetchCommunicationClient.connect("127.0.0.1", listener.bound_port) as fc:
+            assert await fc.fetch_raw([comm_id]) == [raws[comm_id]]
+            assert redis_proc.proc is not None
+            os.kill(redis_proc.proc.pid, signal.SIGSTOP)
+            try:
+                call = asyncio.create_task(fc.fetch_raw([comm_id]))
+                while not server.state.tasks:  # the call waits on Redis, as a plain future
+                    await asyncio.sleep(0.01)
+                assert not any(isinstance(t, asyncio.Task) for t in server.state.tasks)
+                await server.shutdown()  # waits for it: its answer (Redis's timeout) still reaches the client
+                with pytest.raises(ServicesException, match="no answer within 1"):
+                    await call
+            finally:
+                os.kill(redis_proc.proc.pid, signal.SIGCONT)
+    finally:
+        await pipe.aclose()
+        await asyncio.to_thread(redis_proc.stop)
