@@ -13,114 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import hiredis
-
 from ..exceptions import BackendUnavailable
+from .redis_connection import Callback, RedisConnection, RedisReplyError, ReplyError, encode_command
 
 __all__ = ["RedisPipe", "RedisReplyError", "ReplyError", "encode_command"]
 
 logger = logging.getLogger("aioaccess.backends.redis_pipe")
 
-ReplyError = hiredis.ReplyError
 #: Ids per coalesced HMGET (a longer read is split into several commands of one batch).
 MAX_IDS_PER_COMMAND = 1024
-Callback = Callable[[list[Any] | BaseException], None]
 #: ``hook(error, key, [(ids, future), ...])`` -> True if it took over those reads (e.g. a cluster's MOVED).
 ReadErrorHook = Callable[[BaseException, bytes, list[tuple[Sequence[str], "asyncio.Future[list[Any]]"]]], bool]
-
-
-class RedisReplyError(BackendUnavailable):
-    """Redis answered a command with an error reply (``reply``: its text, e.g. ``MOVED 3999 host:port``)."""
-
-    def __init__(self, what: str, reply: ReplyError) -> None:
-        super().__init__("redis", f"{what} failed: {reply}")
-        self.reply = str(reply)
-
-
-def encode_command(args: Sequence[bytes | str | int]) -> bytes:
-    """One command in RESP (an array of bulk strings)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, str):
-            arg = arg.encode("utf-8")
-        elif isinstance(arg, int):
-            arg = b"%d" % arg
-        parts += (b"$%d\r\n" % len(arg), arg, b"\r\n")
-    return b"".join(parts)
-
-
-class _Batch:
-    __slots__ = ("n", "replies", "callback", "timer")
-
-    def __init__(self, n: int, callback: Callback, timer: asyncio.TimerHandle | None) -> None:
-        self.n = n
-        self.replies: list[Any] = []
-        self.callback = callback
-        self.timer = timer
-
-
-class _Connection(asyncio.Protocol):
-    """One Redis connection: batches are answered in the order they were written."""
-
-    def __init__(self, pipe: RedisPipe) -> None:
-        self.pipe = pipe
-        self.reader = hiredis.Reader()
-        self.inflight: deque[_Batch] = deque()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def send(self, payload: bytes, n: int, callback: Callback) -> None:
-        assert self.transport is not None
-        timer = None
-        if self.pipe.timeout is not None:
-            timer = self.pipe.loop.call_later(self.pipe.timeout, self._timed_out)
-        self.inflight.append(_Batch(n, callback, timer))
-        self.transport.write(payload)
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        inflight = self.inflight
-        try:
-            while (reply := self.reader.gets()) is not False:
-                batch = inflight[0]
-                batch.replies.append(reply)
-                if len(batch.replies) == batch.n:
-                    inflight.popleft()
-                    if batch.timer is not None:
-                        batch.timer.cancel()
-                    batch.callback(batch.replies)
-        except (hiredis.ProtocolError, IndexError) as exc:
-            self._fail(f"unreadable reply from {self.pipe.where}: {exc!r}")
-            return
-        if len(inflight) < self.pipe.depth and self.pipe.queued:
-            self.pipe._flush()  # what queued up while this connection was busy, as one batch
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        self._fail(f"connection to {self.pipe.where} lost" + (f": {exc}" if exc else ""))
-
-    def _timed_out(self) -> None:
-        self._fail(f"{self.pipe.where} gave no answer within {self.pipe.timeout} s")
-
-    def _fail(self, reason: str) -> None:
-        """Fail every batch in flight and drop the connection (later replies could not be matched)."""
-        self.pipe._lost(self)
-        if self.transport is not None:
-            self.transport.abort()
-        error = BackendUnavailable("redis", reason)
-        self.pipe._fail_queued(error)  # they were waiting for this Redis too
-        while self.inflight:
-            batch = self.inflight.popleft()
-            if batch.timer is not None:
-                batch.timer.cancel()
-            batch.callback(error)
 
 
 class _NoConnection:
@@ -164,7 +71,7 @@ class RedisPipe:
         #: Called with the error of a failed HMGET before its callers get it (RedisClusterPipe follows MOVED).
         self.on_read_error: ReadErrorHook | None = None
         self.loop = asyncio.get_running_loop()
-        self._ready: list[_Connection] = []
+        self._ready: list[RedisConnection] = []
         self._connecting: asyncio.Task[None] | None = None
         self._waiting: list[tuple[bytes, int, Callback]] = []
         self._next = 0
@@ -237,7 +144,7 @@ class RedisPipe:
         """Whether reads or stores wait for a flush."""
         return bool(self._reads or self._writes or self._calls)
 
-    def _idle(self) -> _Connection | None:
+    def _idle(self) -> RedisConnection | None:
         """A connection with nothing in flight; _NO_CONNECTION when there is none yet (or the pipe is closed);
         None while every connection is busy (one more is opened if allowed)."""
         if self.closed or not self._ready:
@@ -334,13 +241,13 @@ class RedisPipe:
         if self.queued and self._flush_handle is None:
             self._flush()
 
-    async def _open(self) -> _Connection:
+    async def _open(self) -> RedisConnection:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 if self.path is not None:
-                    _, conn = await self.loop.create_unix_connection(lambda: _Connection(self), self.path)
+                    _, conn = await self.loop.create_unix_connection(lambda: RedisConnection(self), self.path)
                 else:
-                    _, conn = await self.loop.create_connection(lambda: _Connection(self), self.host, self.port)
+                    _, conn = await self.loop.create_connection(lambda: RedisConnection(self), self.host, self.port)
                 hello: list[Sequence[bytes | str | int]] = []
                 if self.password is not None:
                     hello.append((b"AUTH", self.username, self.password) if self.username else
@@ -361,7 +268,7 @@ class RedisPipe:
             raise BackendUnavailable("redis", f"cannot connect to {self.where}: {exc}") from exc
         return conn
 
-    def _lost(self, conn: _Connection) -> None:
+    def _lost(self, conn: RedisConnection) -> None:
         with contextlib.suppress(ValueError):
             self._ready.remove(conn)
 
