@@ -89,7 +89,7 @@ async def open_target(spec: str, args: argparse.Namespace, stack: AsyncExitStack
         return await opener(spec, args, stack)
     if os.path.isdir(spec):
         return DirectoryBackedStoreHandler(spec, fsync=not getattr(args, "no_fsync", False))
-    raise UsageError(f"target {spec!r} is not an existing directory, redis:// or s3:// URL")
+    raise UsageError(f"target {spec!r} is not an existing directory, redis://, redis+cluster:// or s3:// URL")
 
 
 async def _open_file_source(path: str, args: argparse.Namespace, stack: AsyncExitStack) -> CommunicationContainer:
