@@ -63,6 +63,7 @@ async def serve_until_signalled(server: Server, cleanup: Callable[[], Awaitable[
     install_signal_handlers(server.close)
     # What startup built (schema, codec tables, backends) lives as long as the process: keep it out of the
     # collector's full passes, which calls waiting on a backend (Redis) would otherwise trigger often.
+    gc.collect()  # garbage first: what is frozen is never collected
     gc.freeze()
     try:
         await server.serve()
