@@ -8,6 +8,8 @@ nothing of the kernel or the event loop: the number the fetch benchmark's
 profile cannot separate from ``send()``.
 
     python -m benchmarks.bench_call_path [--calls 200000] [--rounds 3] [dir zip mem dir-stale]
+    python -m benchmarks.bench_call_path --redis-url redis://127.0.0.1:6379/0 --redis-key KEY   # + 128 closed-loop
+        connections on dir and on the Redis pipe (load the corpus first: aioaccess copy DIR URL --redis-key KEY)
 
 ``dir-stale`` is ``dir`` without the check for queued inotify events before the
 table is used (what the fast path did before read-your-writes): the check's cost.
@@ -103,6 +105,60 @@ async def time_call_path(container: CommunicationContainer, frames: list[bytes],
     return best * 1e6
 
 
+class _ClientTransport(_CountingTransport):
+    """A closed-loop client: each reply written makes the connection send its next call."""
+
+    def __init__(self, feed: Any) -> None:
+        super().__init__()
+        self.feed = feed
+
+    def write(self, data: Any) -> None:
+        self.writes += 1
+        self.feed()
+
+    writelines = write
+
+
+async def time_concurrent_path(container: CommunicationContainer, frames: list[bytes], calls: int,
+                               conns: int = 128) -> tuple[float, float]:
+    """(process CPU us per call, calls/s) of ``conns`` closed-loop connections making ``calls`` calls.
+
+    For containers that wait on a backend (Redis): the CPU counted is all of this
+    process's, so it includes the backend's socket I/O, but not the clients' sockets.
+    """
+    loop = asyncio.get_running_loop()
+    processor = Processor(FetchCommunicationService, CommunicationContainerFetchHandler(container))
+    state = ServerState(ServerConfig(idle_timeout=None))
+    sent = 0
+    done = loop.create_future()
+    mask = len(frames) - 1
+
+    def connection() -> None:
+        proto = FramedProtocol(processor, state)
+
+        def feed() -> None:
+            nonlocal sent
+            if sent >= calls:
+                if not done.done() and all(not p.busy for p in protos):
+                    done.set_result(None)
+                return
+            sent += 1
+            loop.call_soon(proto.data_received, frames[sent & mask])
+
+        proto.connection_made(_ClientTransport(feed))  # type: ignore[arg-type]
+        protos.append(proto)
+        feed()
+
+    protos: list[FramedProtocol] = []
+    for _ in range(conns):
+        connection()
+    started, cpu = time.perf_counter(), time.process_time()
+    await done
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - started
+    await container.aclose()
+    return cpu / calls * 1e6, calls / wall
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sources", nargs="*", metavar="dir|zip|mem", help="sources to time (default: all three)")
@@ -110,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("-n", type=int, default=5000, help="Communications in the corpus")
     parser.add_argument("--size", type=int, default=6000, help="bytes per Communication")
+    parser.add_argument("--redis-url", help="also time 128 concurrent connections on dir and on this Redis")
+    parser.add_argument("--redis-key", default="bench", help="hash holding the corpus at --redis-url")
     args = parser.parse_args(argv)
     sources = args.sources or ["dir", "zip", "mem"]
     known = {"dir", "zip", "mem", "dir-stale"}
@@ -133,7 +191,27 @@ def main(argv: list[str] | None = None) -> int:
     for source in sources:
         us = run(time_call_path(make[source](), frames, args.calls, args.rounds, guard=source != "dir-stale"))
         print(f"  {source:4s} {us:6.2f} us/call")
+    if args.redis_url:
+        run(_concurrent(args, corpus.directory, frames))
     return 0
+
+
+async def _concurrent(args: argparse.Namespace, directory: str, frames: list[bytes]) -> None:
+    from aioaccess.backends.redis_fast import RedisPipeCommunicationContainer
+    from aioaccess.backends.redis_pipe import RedisPipe
+
+    print("128 closed-loop connections, process CPU per call (Redis: its socket I/O included), best round")
+    for name in ("dir", "redis"):
+        best = (float("inf"), 0.0)
+        for _ in range(args.rounds):
+            if name == "dir":
+                container: CommunicationContainer = DirectoryBackedCommunicationContainer(directory)
+                await time_concurrent_path(container, frames, 5000)  # warm the table
+                container = DirectoryBackedCommunicationContainer(directory)
+            else:
+                container = RedisPipeCommunicationContainer(RedisPipe(args.redis_url), args.redis_key, owns_pipe=True)
+            best = min(best, await time_concurrent_path(container, frames, args.calls // 2))
+        print(f"  {name:5s} {best[0]:6.2f} us/call  {best[1]:9.0f} calls/s")
 
 
 if __name__ == "__main__":

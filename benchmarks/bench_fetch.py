@@ -15,6 +15,7 @@ Servers (``--servers`` picks a subset):
 - ``cp-dir``, ``cp-zip``, ``cp-mem``: concrete-python's ``fetch-server.py`` on the directory, zip, tar.gz
 - ``aio-dir``, ``aio-zip``, ``aio-mem``: ``python -m aioaccess fetch-server`` on the same
 - ``aio-redis``: a Redis hash in a redis-server started here (limit: ``redis-benchmark -t get``)
+- ``aio-redis-py``: the same through redis-py's pool (``--redis-client redis-py``), the path before the pipe
 - ``aio-s3``: a bucket in a moto_server started here (limit: aiobotocore GETs straight at moto)
 """
 
@@ -50,8 +51,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 BIN = os.path.dirname(sys.executable)
-ALL_SERVERS = ["ceiling", "cp-dir", "cp-zip", "cp-mem", "aio-dir", "aio-zip", "aio-mem", "aio-redis", "aio-s3"]
-QUICK_SERVERS = ["ceiling", "cp-dir", "cp-mem", "aio-dir", "aio-zip", "aio-mem", "aio-redis", "aio-s3"]
+ALL_SERVERS = ["ceiling", "cp-dir", "cp-zip", "cp-mem", "aio-dir", "aio-zip", "aio-mem", "aio-redis", "aio-redis-py",
+               "aio-s3"]
+QUICK_SERVERS = ["ceiling", "cp-dir", "cp-mem", "aio-dir", "aio-zip", "aio-mem", "aio-redis", "aio-redis-py", "aio-s3"]
 REDIS_KEY = "bench-comms"
 S3_BUCKET = "bench-comms"
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -172,9 +174,10 @@ def server_command(name: str, corpus: Corpus, k: int, port: int,
         return [*cp, source[kind]], {}
     if kind in source:
         return [*aio, source[kind]], {}
-    if kind == "redis":
+    if kind in ("redis", "redis-py"):
         key = services.load_redis(corpus)
-        return [*aio, f"redis://127.0.0.1:{services.redis()}/0", "--redis-key", key], {}
+        client = ["--redis-client", "redis-py"] if kind == "redis-py" else []
+        return [*aio, f"redis://127.0.0.1:{services.redis()}/0", "--redis-key", key, *client], {}
     if kind == "s3":
         bucket = services.load_s3(corpus)
         return [*aio, f"s3://{bucket}", "--endpoint-url", f"http://127.0.0.1:{services.s3()}"], S3_ENV
@@ -521,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_limits:
                 for c in counts:
                     try:
-                        if "aio-redis" in servers:
+                        if "aio-redis" in servers or "aio-redis-py" in servers:
                             limits.append({**redis_limit(services, int(mean), c, 20000 if k == 1 else 2000),
                                            "ids_per_call": k})
                         if "aio-s3" in servers:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from _redis_cluster import redis_cluster  # noqa: F401 - session Redis Cluster fixture
 from _services import *  # noqa: F403 - redis_server, s3_server fixtures
 from hypothesis import settings
 

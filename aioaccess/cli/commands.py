@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("fetch-server", help="serve Communications from SOURCE (FetchCommunicationService)",
                        description="Serve Communications from SOURCE: a directory (searched recursively for "
                        ".comm/.concrete/.gz), a .zip, a Communications file (.comm, .concrete, .tar, .tar.gz, "
-                       ".tgz, .gz), redis://HOST:PORT/DB, s3://BUCKET[/PREFIX/], fetch://HOST:PORT, or 'sample' "
-                       "for the corpus shipped with aioaccess.")
+                       ".tgz, .gz), redis://HOST:PORT/DB, redis+cluster://HOST:PORT[,HOST:PORT...]/, "
+                       "s3://BUCKET[/PREFIX/], fetch://HOST:PORT, or 'sample' for the corpus shipped with aioaccess.")
     p.add_argument("source", metavar="SOURCE")
     add_server_options(p, fetch_replies=True)
     add_backend_options(p)
@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("store-server", help="store Communications into TARGET (StoreCommunicationService)",
                        description="Store Communications into TARGET: a directory ([ID].comm, written "
-                       "atomically), redis://HOST:PORT/DB with --redis-key, or s3://BUCKET[/PREFIX/].")
+                       "atomically), redis://HOST:PORT/DB or redis+cluster://HOST:PORT[,...]/ with --redis-key, "
+                       "or s3://BUCKET[/PREFIX/].")
     p.add_argument("target", metavar="TARGET")
     p.add_argument("--no-fsync", action="store_true", help="directory targets: do not fsync before acknowledging")
     add_server_options(p)

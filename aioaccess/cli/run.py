@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -60,6 +61,10 @@ async def serve_until_signalled(server: Server, cleanup: Callable[[], Awaitable[
     during shutdown (or while the caller closes its backends) is only logged.
     """
     install_signal_handlers(server.close)
+    # What startup built (schema, codec tables, backends) lives as long as the process: keep it out of the
+    # collector's full passes, which calls waiting on a backend (Redis) would otherwise trigger often.
+    gc.collect()  # garbage first: what is frozen is never collected
+    gc.freeze()
     try:
         await server.serve()
     finally:

@@ -27,6 +27,7 @@ from ..exceptions import AioaccessError, BackendUnavailable
 from ..handlers import DirectoryBackedStoreHandler
 from .errors import UsageError
 from .tls_options import client_tls
+from .redis_sources import pipe_source, pipe_target, uses_pipe
 
 __all__ = ["add_backend_options", "open_source", "open_target", "parse_fetch_url", "sample_path"]
 
@@ -52,6 +53,15 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
                        "with ServicesException (default: 10)")
     group.add_argument("--backend-concurrency", type=int, default=64,
                        help="S3 requests / upstream connections kept in flight at most (default: 64)")
+    group.add_argument("--shards", type=int, default=-1,
+                       help="Redis layout: N hash buckets KEY:{b} (b = crc32(id) mod N) instead of one hash KEY "
+                       "(default: one hash on redis://, 64 buckets on redis+cluster://)")
+    group.add_argument("--redis-wait-replicas", type=int, default=0,
+                       help="acknowledge a Redis store only once this many replicas have it (WAIT; default: 0)")
+    group.add_argument("--redis-client", choices=("pipe", "redis-py"),
+                       default=os.environ.get("AIOACCESS_REDIS_CLIENT") or "pipe",
+                       help="Redis client: pipe (default; pipelined, coalesced, hiredis) or redis-py "
+                       "(its pool; rediss:// always uses it); default from $AIOACCESS_REDIS_CLIENT")
     group.add_argument("--s3-client", default=DEFAULT_S3_CLIENT, choices=S3_CLIENTS,
                        help="S3 client: obstore (default; Rust object_store) or aiobotocore (the full botocore "
                        "stack); both take credentials from botocore's chain (environment, profiles, SSO, roles)")
@@ -83,7 +93,7 @@ async def open_target(spec: str, args: argparse.Namespace, stack: AsyncExitStack
         return await opener(spec, args, stack)
     if os.path.isdir(spec):
         return DirectoryBackedStoreHandler(spec, fsync=not getattr(args, "no_fsync", False))
-    raise UsageError(f"target {spec!r} is not an existing directory, redis:// or s3:// URL")
+    raise UsageError(f"target {spec!r} is not an existing directory, redis://, redis+cluster:// or s3:// URL")
 
 
 async def _open_file_source(path: str, args: argparse.Namespace, stack: AsyncExitStack) -> CommunicationContainer:
@@ -122,12 +132,18 @@ async def _open_redis(spec: str, args: argparse.Namespace, stack: AsyncExitStack
 async def _redis_source(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> CommunicationContainer:
     from ..backends.redis import RedisHashBackedCommunicationContainer
 
+    if uses_pipe(spec, args):
+        return await pipe_source(spec, args, stack)
+
     client = await _open_redis(spec, args, stack)
     return RedisHashBackedCommunicationContainer(client, args.redis_key, timeout=args.backend_timeout)
 
 
 async def _redis_target(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> Any:
     from ..handlers.redis_store import RedisHashBackedStoreHandler
+
+    if uses_pipe(spec, args):
+        return await pipe_target(spec, args, stack)
 
     client = await _open_redis(spec, args, stack)
     return RedisHashBackedStoreHandler(client, args.redis_key, timeout=args.backend_timeout)
@@ -217,6 +233,7 @@ async def _fetch_source(spec: str, args: argparse.Namespace, stack: AsyncExitSta
 # Scheme -> opener.
 _SOURCE_SCHEMES: dict[str, Opener] = {
     "redis": _redis_source,
+    "redis+cluster": _redis_source,
     "rediss": _redis_source,
     "unix": _redis_source,
     "s3": _s3_source,
@@ -224,6 +241,7 @@ _SOURCE_SCHEMES: dict[str, Opener] = {
 }
 _TARGET_SCHEMES: dict[str, Opener] = {
     "redis": _redis_target,
+    "redis+cluster": _redis_target,
     "rediss": _redis_target,
     "unix": _redis_target,
     "s3": _s3_target,

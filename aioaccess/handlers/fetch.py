@@ -52,6 +52,13 @@ class CommunicationContainerFetchHandler:
         """Whether the server may step calls outside a Task (the container's INLINE_SAFE)."""
         return self.container.INLINE_SAFE
 
+    @property
+    def task_free(self) -> bool:
+        """Whether calls wait only on plain futures (the container's TASK_FREE), so need no Task at all."""
+        if type(self).fetch_raw is not CommunicationContainerFetchHandler.fetch_raw:
+            return False
+        return getattr(self.container, "TASK_FREE", False)
+
     async def about(self) -> ServiceInfo:
         return ServiceInfo(
             name=f"CommunicationContainerFetchHandler - {type(self.communication_container)}",

@@ -76,6 +76,8 @@ class Processor:
         #: Only handlers that say so (``inline_safe``) get this: ``asyncio.timeout``,
         #: redis-py and aiobotocore need ``asyncio.current_task()``.
         self.inline = bool(getattr(handler, "inline_safe", False))
+        #: Whether such calls wait only on plain futures, so that they may finish without a Task too.
+        self.task_free = self.inline and bool(getattr(handler, "task_free", False))
         self.methods: dict[str, _Method] = {}
         for name in service.thrift_services:
             self.methods[name] = _Method(service, name, handler)

@@ -4,13 +4,16 @@ A read that is exactly one ``fetch`` call of ids all in the processor's
 ``fetch_table`` is answered at once, in C when the codec is compiled.  A call
 to an ``inline_safe`` handler (an in-memory or page-cached container) that
 finishes without suspending is answered straight from ``data_received``;
-only a call that really waits on I/O gets a Task.  Every call to any other
-handler runs in a Task, so ``asyncio.timeout`` and client libraries work.
+only a call that really waits on I/O gets a Task, unless the handler is also
+``task_free`` (the Redis pipe): its calls wait only on plain futures, and the
+future's callback resumes them.  Every call to any other handler runs in a
+Task, so ``asyncio.timeout`` and client libraries work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import struct
 import time
@@ -340,7 +343,10 @@ class FramedProtocol(asyncio.Protocol):
             except Exception:
                 self._internal_error()
                 return
-            self._start_task(_resume(coro, yielded))
+            if self.processor.task_free and asyncio.isfuture(yielded):
+                self._wait_on(coro, yielded)
+            else:
+                self._start_task(_resume(coro, yielded))
             return
         if self.closing and not self.pending:
             self._goodbye()
@@ -348,6 +354,43 @@ class FramedProtocol(asyncio.Protocol):
             self.transport.close()
         if self.pending or self.backlog_paused:  # else there is nothing to pause or resume
             self._update_reading()
+
+    def _wait_on(self, coro: Coroutine[Any, Any, Any], fut: asyncio.Future[Any]) -> None:
+        """Resume ``coro`` when ``fut`` is done, without a Task (handlers whose calls wait only on futures)."""
+        self.busy = True
+        fut._asyncio_future_blocking = False
+        self.state.tasks.add(fut)  # type: ignore[arg-type] # graceful shutdown waits for it as for a Task
+        fut.add_done_callback(functools.partial(self._step, coro))
+        if self.pending or self.backlog_paused:
+            self._update_reading()
+
+    def _step(self, coro: Coroutine[Any, Any, Any], fut: asyncio.Future[Any]) -> None:
+        self.state.tasks.discard(fut)  # type: ignore[arg-type]
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            self.busy = False
+            self._reply(stop.value)
+            self.last_frame_at = self.loop.time()
+            self._run()
+            return
+        except ProtocolError as exc:
+            self.busy = False
+            self._protocol_error(exc)
+            return
+        except asyncio.CancelledError:  # shutdown cancelled the wait after the grace period
+            self.busy = False
+            if self.transport is not None:
+                self.transport.close()
+            return
+        except Exception:
+            self.busy = False
+            self._internal_error()
+            return
+        if asyncio.isfuture(yielded):
+            self._wait_on(coro, yielded)
+        else:
+            self._start_task(_resume(coro, yielded))
 
     def _start_task(self, awaitable: Any) -> None:
         """Finish the current request in a Task; later frames wait for it."""
