@@ -3166,6 +3166,143 @@ fail:
     return NULL;
 }
 
+/* gc_hold: objects that references link into cycles, kept out of the GC for as long as
+   their Communication lives.  g_held maps a weak reference to each such Communication to the
+   list of its held objects (strong references, untracked; keyed by the weak reference's
+   address, as hashing it would hash the Communication); when the Communication dies,
+   release_held tracks them all again and drops the list, and the collector takes over. */
+static PyObject *g_held = NULL;          /* {id(weakref(comm)): (weakref, [objects])} */
+static PyObject *g_release = NULL;       /* the weakref callback */
+
+static void
+track_all(PyObject *list)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *o = PyList_GET_ITEM(list, i);
+        if (PyObject_IS_GC(o) && !PyObject_GC_IsTracked(o))
+            PyObject_GC_Track(o);
+    }
+}
+
+static PyObject *
+release_held(PyObject *self, PyObject *wr)
+{
+    PyObject *key = PyLong_FromVoidPtr(wr);
+    if (key == NULL)
+        return NULL;
+    PyObject *entry = PyDict_GetItemWithError(g_held, key);
+    if (entry == NULL) {
+        Py_DECREF(key);
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(entry);
+    track_all(PyTuple_GET_ITEM(entry, 1));
+    int rc = PyDict_DelItem(g_held, key);
+    Py_DECREF(key);
+    Py_DECREF(entry);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int
+collect_dict(PyObject *o, void *arg)
+{
+    if (o != NULL && PyDict_CheckExact(o))
+        return PyList_Append((PyObject *)arg, o);
+    return 0;
+}
+
+PyDoc_STRVAR(gc_hold_doc,
+"gc_hold(comm, objects) -> None\n\n"
+"*objects* (a list) are objects new references link into cycles inside\n"
+"*comm*.  While the untracked *comm* lives they are held (so never garbage)\n"
+"and kept out of the cyclic GC, with their instance dicts; when *comm* dies\n"
+"they are tracked again, and the collector reclaims the cycles.  A tracked\n"
+"*comm*, or one without weak references: the objects are simply tracked.");
+
+static PyObject *
+py_gc_hold(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "gc_hold(comm, objects: list)");
+        return NULL;
+    }
+    PyObject *comm = args[0], *objects = args[1];
+    if (PyObject_GC_IsTracked(comm) || !PyType_SUPPORTS_WEAKREFS(Py_TYPE(comm))) {
+        track_all(objects);
+        Py_RETURN_NONE;
+    }
+    PyObject *held = PyList_New(0);
+    if (held == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objects); i++) {
+        PyObject *o = PyList_GET_ITEM(objects, i);
+        if (!PyObject_IS_GC(o))
+            continue;
+        if (PyList_Append(held, o) < 0)
+            goto fail;
+        /* instance dicts (and dict values) of o: tracked again when a reference is stored */
+        if (!PyList_CheckExact(o) && !PyDict_CheckExact(o) && Py_TYPE(o)->tp_traverse != NULL &&
+            Py_TYPE(o)->tp_traverse(o, collect_dict, held) < 0)
+            goto fail;
+    }
+    PyObject *wr = PyWeakref_NewRef(comm, g_release);
+    if (wr == NULL)
+        goto fail;
+    PyObject *key = PyLong_FromVoidPtr(wr);
+    PyObject *entry = key ? PyTuple_Pack(2, wr, held) : NULL;
+    int rc = entry ? PyDict_SetItem(g_held, key, entry) : -1;
+    Py_XDECREF(key);
+    if (rc < 0) {
+        Py_XDECREF(entry);
+        Py_DECREF(wr);
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i++)
+        gc_hide(PyList_GET_ITEM(held, i));
+    gc_hide(held);
+    gc_hide(wr);
+    gc_hide(entry);
+    Py_DECREF(entry);
+    Py_DECREF(wr);
+    Py_DECREF(held);
+    /* comm's own attribute dict, when Python made one for the new attributes: untracked
+       again if it now holds only untracked objects (a dict re-tracks itself on insert) */
+    PyObject *dicts = PyList_New(0);
+    if (dicts == NULL || (Py_TYPE(comm)->tp_traverse != NULL &&
+                          Py_TYPE(comm)->tp_traverse(comm, collect_dict, dicts) < 0)) {
+        Py_XDECREF(dicts);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(dicts); i++) {
+        PyObject *d = PyList_GET_ITEM(dicts, i), *k, *v;
+        Py_ssize_t pos = 0;
+        int keep = 0;
+        while (!keep && PyDict_Next(d, &pos, &k, &v))
+            keep = PyObject_GC_IsTracked(k) || PyObject_GC_IsTracked(v);
+        gc_settle(d, keep);
+    }
+    Py_DECREF(dicts);
+    Py_RETURN_NONE;
+fail:
+    track_all(held);
+    Py_DECREF(held);
+    return NULL;
+}
+
+static PyMethodDef release_def = {"_release_held", release_held, METH_O, NULL};
+
+PyDoc_STRVAR(held_count_doc, "held_count() -> int: Communications whose reference cycles gc_hold holds.");
+
+static PyObject *
+py_held_count(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromSsize_t(PyDict_GET_SIZE(g_held));
+}
+
 static PyMethodDef methods[] = {
     {"decode", (PyCFunction)(void (*)(void))py_decode, METH_FASTCALL | METH_KEYWORDS,
      decode_doc},
@@ -3180,6 +3317,8 @@ static PyMethodDef methods[] = {
      fetch_reply_now_doc},
     {"gc_track", py_gc_track, METH_O, gc_track_doc},
     {"gc_untrack", py_gc_untrack, METH_O, gc_untrack_doc},
+    {"gc_hold", (PyCFunction)(void (*)(void))py_gc_hold, METH_FASTCALL, gc_hold_doc},
+    {"held_count", py_held_count, METH_NOARGS, held_count_doc},
     {NULL, NULL, 0, NULL}
 };
 
@@ -3207,7 +3346,9 @@ PyInit__speedups(void)
     g_retained = PyList_New(0);
     g_empty_tuple = PyTuple_New(0);
     g_thrift_spec = PyUnicode_InternFromString("thrift_spec");
-    if (!g_cache || !g_retained || !g_empty_tuple || !g_thrift_spec)
+    g_held = PyDict_New();
+    g_release = PyCFunction_New(&release_def, NULL);
+    if (!g_cache || !g_retained || !g_empty_tuple || !g_thrift_spec || !g_held || !g_release)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)

@@ -20,7 +20,7 @@ from .errors import CodecError
 
 _T_STRUCT, _T_MAP, _T_SET, _T_LIST = TType.STRUCT, TType.MAP, TType.SET, TType.LIST
 
-__all__ = ["MAX_DEPTH", "decode", "encode", "read_string_field", "skip", "to_tjson"]
+__all__ = ["MAX_DEPTH", "decode", "encode", "gc_track", "gc_untrack", "read_string_field", "skip", "to_tjson"]
 
 #: Deepest nesting of structs and containers any codec accepts.
 MAX_DEPTH = 64
@@ -220,3 +220,13 @@ def to_tjson(buf: bytes | bytearray | memoryview, cls: type, offset: int = 0) ->
     doc = TApacheJSONProtocol(None)._thrift_to_dict(obj)
     return json.dumps(doc, separators=(",", ":")).encode("utf-8"), end
 
+
+
+def gc_track(obj: Any) -> Any:
+    """Return ``obj``: what this codec builds stays under the cyclic GC (the compiled codec's twin re-tracks)."""
+    return obj
+
+
+def gc_untrack(obj: Any) -> Any:
+    """Return ``obj`` unchanged: only the compiled codec can take objects out of the cyclic GC."""
+    return obj
