@@ -34,7 +34,8 @@ class FetchBackedCommunicationContainer(CommunicationContainer):
     NAME = "fetch"
 
     def __init__(self, host: str, port: int, *, max_connections: int = 64,
-                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
+                 timeout: float | None = DEFAULT_TIMEOUT, add_references: bool = False) -> None:
+        self.add_references = add_references  # concrete-python's fetch client adds none
         self.host = host
         self.port = int(port)
         self.pool = ConnectionPool(host, self.port, max_connections=max_connections, timeout=timeout)

@@ -107,6 +107,9 @@ class RedisHashBackedCommunicationContainer(RedisHash, CommunicationContainer):
 
     NAME = "redis"
 
+    def __init__(self, redis_db: aioredis.Redis, key: str, add_references: bool = True, **kwargs: Any) -> None:
+        super().__init__(redis_db, key, **kwargs)
+        self.add_references = add_references
 
     async def _get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
         if not ids:

@@ -144,9 +144,11 @@ class S3BackedCommunicationContainer(CommunicationContainer):
 
     NAME = "s3"
 
-    def __init__(self, client: Any, bucket: str, prefix_len: int = DEFAULT_S3_KEY_PREFIX_LEN, *,
+    def __init__(self, client: Any, bucket: str, prefix_len: int = DEFAULT_S3_KEY_PREFIX_LEN,
+                 add_references: bool = True, *,
                  max_concurrency: int = DEFAULT_S3_CONCURRENCY, timeout: float | None = DEFAULT_S3_TIMEOUT,
                  list_page_size: int = 1000) -> None:
+        self.add_references = add_references
         self.client = client
         self.bucket = bucket
         self.prefix_len = prefix_len
