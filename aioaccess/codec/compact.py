@@ -8,6 +8,7 @@ The scanner walks compact bytes without building objects (``skip``,
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -165,12 +166,19 @@ def decode(buf: bytes | bytearray | memoryview, cls: type, offset: int = 0) -> t
     # strict_decode: invalid UTF-8 raises (thriftpy2 would hand back bytes), as the C codec does.
     proto = TCompactProtocol(TMemoryBuffer(bytes(memoryview(buf)[offset:end])), strict_decode=True)
     obj = cls()
+    # No collection while the tree is built (they would traverse it again and again); the
+    # objects stay tracked, as only the compiled codec can leave them out of the collector.
+    paused = gc.isenabled()
+    gc.disable()
     try:
         proto.read_struct(obj)
     except UnicodeDecodeError as exc:
         raise CodecError(f"invalid UTF-8 in a {cls.__name__}") from exc
     except Exception as exc:  # thriftpy2 raises assorted types on bad input
         raise CodecError(f"cannot decode {cls.__name__}: {exc}") from exc
+    finally:
+        if paused:
+            gc.enable()
     return obj, end
 
 
