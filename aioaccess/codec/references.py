@@ -33,6 +33,12 @@ def _lun(lst: list[Any] | None) -> list[Any]:
     return [] if lst is None else lst
 
 
+def _link(obj: Any, id_name: str, ref_name: str, table: dict[str, Any]) -> None:
+    """``obj.<ref_name>``: the object the UUID ``obj.<id_name>`` names (KeyError if none), or None."""
+    uuid = getattr(obj, id_name)
+    setattr(obj, ref_name, table[uuid.uuidString] if uuid else None)
+
+
 def add_references_to_communication(comm: Any) -> None:
     """Add concrete-python's reference attributes for the UUID "pointers" of ``comm``.
 
@@ -110,14 +116,8 @@ def add_references_to_communication(comm: Any) -> None:
                     cyclic += (sit_mention, arguments)
                     for argument in arguments:
                         cyclic.append(argument)
-                        if argument.entityMentionId:
-                            argument.entityMention = mention_for[argument.entityMentionId.uuidString]
-                        else:
-                            argument.entityMention = None
-                        if argument.situationMentionId:
-                            argument.situationMention = sit_mention_for[argument.situationMentionId.uuidString]
-                        else:
-                            argument.situationMention = None
+                        _link(argument, "entityMentionId", "entityMention", mention_for)
+                        _link(argument, "situationMentionId", "situationMention", sit_mention_for)
                         if argument.tokens:
                             cyclic.append(argument.tokens)
                             argument.tokens.tokenization = tokenization_for[argument.tokens.tokenizationId.uuidString]
@@ -146,14 +146,8 @@ def add_references_to_communication(comm: Any) -> None:
                     cyclic += (situation, arguments)
                     for argument in arguments:
                         cyclic.append(argument)
-                        if argument.entityId:
-                            argument.entity = entity_for[argument.entityId.uuidString]
-                        else:
-                            argument.entity = None
-                        if argument.situationId:
-                            argument.situation = situation_for[argument.situationId.uuidString]
-                        else:
-                            argument.situation = None
+                        _link(argument, "entityId", "entity", entity_for)
+                        _link(argument, "situationId", "situation", situation_for)
                     situation.situationSet = situation_set
     finally:
         _hold(comm, cyclic)
