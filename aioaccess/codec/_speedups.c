@@ -752,6 +752,13 @@ gc_settle(PyObject *o, int keep)
         PyObject_GC_UnTrack(o);
 }
 
+/* whether v is a tracked GC object (the type flag first: atoms cost no call) */
+INLINE int
+tracked(PyObject *v)
+{
+    return PyType_HasFeature(Py_TYPE(v), Py_TPFLAGS_HAVE_GC) && PyObject_GC_IsTracked(v);
+}
+
 /* whether values of this type may be (tracked) GC objects */
 INLINE int
 may_hold_gc(const TypeDesc *t)
@@ -1324,7 +1331,7 @@ decode_list(Reader *r, const TypeDesc *t, int depth)
     }
     if (may_hold_gc(e)) {
         for (Py_ssize_t i = 0; i < n; i++) {
-            if (PyObject_GC_IsTracked(PyList_GET_ITEM(list, i))) {
+            if (tracked(PyList_GET_ITEM(list, i))) {
                 PyObject_GC_Track(list);
                 break;
             }
@@ -1365,7 +1372,7 @@ decode_map(Reader *r, const TypeDesc *t, int depth)
             Py_DECREF(k);
             goto fail;
         }
-        keep |= PyObject_GC_IsTracked(k) | PyObject_GC_IsTracked(v);
+        keep |= tracked(k) | tracked(v);
         int rc = PyDict_SetItem(d, k, v);
         Py_DECREF(k);
         Py_DECREF(v);
@@ -1505,7 +1512,7 @@ build_instance(const StructDesc *sd, PyObject **vals)
             PyObject *v = slot_value(sd, i, vals);
             if (v == NULL)
                 goto fail;
-            keep |= PyObject_GC_IsTracked(v);
+            keep |= tracked(v);
             int rc = setattro(obj, sd->slots[i].name, v);
             Py_DECREF(v);
             if (rc < 0)
@@ -1515,7 +1522,7 @@ build_instance(const StructDesc *sd, PyObject **vals)
             Py_ssize_t f = sd->extra[i];
             if (vals[f] == NULL)
                 continue;
-            keep |= PyObject_GC_IsTracked(vals[f]);
+            keep |= tracked(vals[f]);
             if (setattro(obj, sd->fields[f].name, vals[f]) < 0)
                 goto fail;
         }
@@ -1532,7 +1539,7 @@ build_instance(const StructDesc *sd, PyObject **vals)
         PyObject *v = slot_value(sd, i, vals);
         if (v == NULL)
             goto dfail;
-        keep |= PyObject_GC_IsTracked(v);
+        keep |= tracked(v);
         int rc = PyDict_SetItem(dict, sd->slots[i].name, v);
         Py_DECREF(v);
         if (rc < 0)
@@ -1542,7 +1549,7 @@ build_instance(const StructDesc *sd, PyObject **vals)
         Py_ssize_t f = sd->extra[i];
         if (vals[f] == NULL)
             continue;
-        keep |= PyObject_GC_IsTracked(vals[f]);
+        keep |= tracked(vals[f]);
         if (PyDict_SetItem(dict, sd->fields[f].name, vals[f]) < 0)
             goto dfail;
     }
