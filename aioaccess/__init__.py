@@ -28,7 +28,7 @@ from .client import (
     StoreCommunicationClient,
     StoreCommunicationClientWrapper,
 )
-from .codec import read_communication_from_buffer, write_communication_to_buffer
+from .codec import add_references_to_communication, read_communication_from_buffer, write_communication_to_buffer
 from .exceptions import (
     AioaccessError,
     BackendUnavailable,
@@ -81,6 +81,7 @@ __all__ = [
     "StoreCommunicationServiceWrapper",
     "ZipFileBackedCommunicationContainer",
     "__version__",
+    "add_references_to_communication",
     "prefix_s3_key",
     "read_communication_from_buffer",
     "unprefix_s3_key",

@@ -13,6 +13,13 @@ One process, one run.  Two annotated Communications from ``aioaccess.corpus``
   (Communication.id) and ``to_tjson``, the latter next to Apache's pure-Python
   ``TJSONProtocol`` writer, which is what concrete-python's HTTP service uses.
 
+That is the "objects discarded" regime: each decoded object is dropped at once, so the
+collector never finds much to traverse.  The "objects kept" regime (``codec_kept``) decodes
+2,000 Communications and keeps them all, GC on, with and without ``add_references``, and
+times ``client.fetch`` of 100 ids x 20 calls, results kept, against concrete-python's client
+on the same server (client CPU per Communication).  ``--baseline SO`` adds a ``_speedups``
+built from another commit (say ``main``) to the decode rows of both regimes.
+
 Implementations are interleaved round by round and the best round is kept.
 Each sample records both process CPU time (``time.process_time``) and wall
 time; throughput and ratios use CPU time by default (``--clock cpu``), which
@@ -22,6 +29,7 @@ enabled (the default, what applications see; object-heavy decoders pay for
 collections) and with the GC disabled around the timed loop (codec CPU only).
 
     python -m benchmarks.bench_codec [--rounds 7] [--sample-seconds 0.1] [--clock cpu|wall] [--out PATH]
+        [--kept-n 2000] [--kept-rounds 3] [--no-kept] [--no-fetch] [--baseline PATH/_speedups.so]
 
 writes ``benchmarks/results/codec-<date>.json`` and prints tables and ratios.
 """
@@ -53,10 +61,11 @@ from aioaccess.codec import _speedups as S  # noqa: E402
 from aioaccess.corpus import make_communication  # noqa: E402
 from aioaccess.schema import Communication  # noqa: E402
 
+from . import codec_kept  # noqa: E402
+
 __all__ = ["main"]
 
 SIZES = {"6KB": 6000, "100KB": 100_000}
-IMPLS = ("aioaccess", "concrete-python", "thriftpy2")
 
 
 def _per_call(fn: Callable[[], Any], n: int, gc_enabled: bool) -> tuple[float, float]:
@@ -117,7 +126,7 @@ def _fmt_rate(seconds: float, nbytes: int) -> str:
     return f"{1 / seconds:>10,.0f} ops/s {nbytes / seconds / 1e6:>8.1f} MB/s {seconds * 1e6:>10.1f} us"
 
 
-def run(rounds: int, sample_seconds: float) -> dict:
+def run(rounds: int, sample_seconds: float, baseline: Any = None) -> dict:
     report: dict[str, Any] = {
         "benchmark": "codec",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -150,6 +159,7 @@ def run(rounds: int, sample_seconds: float) -> dict:
                 "aioaccess": lambda buf=buf: S.decode(buf, Communication),
                 "concrete-python": lambda buf=buf: read_communication_from_buffer(buf, add_references=False),
                 "thriftpy2": lambda buf=buf: deserialize(Communication(), buf, factory),
+                **({"baseline": lambda buf=buf: baseline.decode(buf, Communication)} if baseline else {}),
             },
             "encode": {
                 "aioaccess": lambda comm=comm: S.encode(comm),
@@ -176,7 +186,7 @@ def run(rounds: int, sample_seconds: float) -> dict:
             for op, cases in ops.items():
                 res = measure(cases, rounds, sample_seconds, gc_enabled)
                 ours = res["aioaccess"]["best_s"]
-                for name in IMPLS:
+                for name in res:
                     r = res[name]
                     r["ops_per_s"] = 1 / r["best_s"]
                     r["mb_per_s"] = len(buf) / r["best_s"] / 1e6
@@ -223,10 +233,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-seconds", type=float, default=0.1, help="target CPU duration of one sample")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="clock for throughput and ratios")
     parser.add_argument("--out", help="JSON report (default: benchmarks/results/codec-<date>.json)")
+    parser.add_argument("--kept-n", type=int, default=2000, help="Communications kept per round (default 2,000)")
+    parser.add_argument("--kept-rounds", type=int, default=3, help="interleaved rounds of the kept regime")
+    parser.add_argument("--no-kept", action="store_true", help="skip the objects-kept regime")
+    parser.add_argument("--no-fetch", action="store_true", help="skip client.fetch with objects kept")
+    parser.add_argument("--baseline", help="a _speedups .so built from another commit, measured beside")
     args = parser.parse_args(argv)
     global CLOCK
     CLOCK = args.clock
-    report = run(args.rounds, args.sample_seconds)
+    baseline = codec_kept.load_baseline(args.baseline) if args.baseline else None
+    report = run(args.rounds, args.sample_seconds, baseline)
+    if not args.no_kept:
+        bufs = codec_kept.make_buffers(args.kept_n)
+        report["kept"] = {"communications": len(bufs), "mean_bytes": sum(map(len, bufs)) / len(bufs),
+                          "loadavg_start": os.getloadavg()}
+        report["kept"]["decode"] = res = codec_kept.decode_kept(bufs, args.kept_rounds, baseline)
+        codec_kept.print_table(f"objects kept: read_communication_from_buffer x {len(bufs):,}, GC on", res)
+        if not args.no_fetch:
+            report["kept"]["fetch"] = res = codec_kept.fetch_kept(bufs, args.kept_rounds)
+            codec_kept.print_table("objects kept: client.fetch of 100 ids x 20 calls, client CPU", res)
+        report["kept"]["loadavg_end"] = os.getloadavg()
     out = args.out or os.path.join(HERE, "results", f"codec-{datetime.date.today().isoformat()}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:

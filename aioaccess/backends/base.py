@@ -46,6 +46,9 @@ class CommunicationContainer(abc.ABC):
     #: every id).  The server answers a fetch of ids that are all in it without calling
     #: the container; anything else goes through :meth:`get_raw_many`.  None: no such dict.
     raw_table: dict[str, bytes] | None = None
+    #: Whether ``get``/``get_many`` call ``add_references_to_communication`` (concrete-python's
+    #: ``add_references`` constructor argument; its containers default to True).
+    add_references: bool = True
 
     # -- what a backend implements -------------------------------------
     @abc.abstractmethod
@@ -95,12 +98,13 @@ class CommunicationContainer(abc.ABC):
             raise KeyError(comm_id) from None
 
     async def get(self, comm_id: str) -> Communication:
-        """One decoded Communication; KeyError if absent."""
-        return _decode(comm_id, await self.get_raw(comm_id))
+        """One decoded Communication (with references if :attr:`add_references`); KeyError if absent."""
+        return _decode(comm_id, await self.get_raw(comm_id), self.add_references)
 
     async def get_many(self, ids: Sequence[str]) -> dict[str, Communication]:
-        """Decoded Communications of the ids found."""
-        return {i: _decode(i, raw) for i, raw in (await self.get_raw_many(ids)).items()}
+        """Decoded Communications of the ids found (with references if :attr:`add_references`)."""
+        refs = self.add_references
+        return {i: _decode(i, raw, refs) for i, raw in (await self.get_raw_many(ids)).items()}
 
     async def contains(self, comm_id: str) -> bool:
         """Whether ``comm_id`` is stored."""
@@ -141,9 +145,9 @@ class CommunicationContainer(abc.ABC):
         raise TypeError(f"use 'async for comm_id in {type(self).__name__}'")
 
 
-def _decode(comm_id: str, raw: bytes) -> Communication:
+def _decode(comm_id: str, raw: bytes, add_references: bool) -> Communication:
     try:
-        return codec.read_communication_from_buffer(raw)
+        return codec.read_communication_from_buffer(raw, add_references)
     except CodecError as exc:
         raise CorruptCommunication(comm_id, str(exc)) from exc
 

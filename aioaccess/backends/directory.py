@@ -215,8 +215,9 @@ class DirectoryBackedCommunicationContainer(CommunicationContainer):
     INLINE_SAFE = True
 
     def __init__(self, directory_path: str | os.PathLike[str],
-                 comm_extensions: Iterable[str] = (".comm", ".concrete", ".gz"),
+                 comm_extensions: Iterable[str] = (".comm", ".concrete", ".gz"), add_references: bool = True,
                  cache_bytes: int = DEFAULT_CACHE_BYTES, watch: bool | None = None) -> None:
+        self.add_references = add_references
         self.cache_bytes = cache_bytes
         self._max_entry = cache_bytes // 4
         self._cache: dict[str, tuple[_Version, bytes]] = {}  # id -> contents, oldest first

@@ -35,7 +35,9 @@ class FetchBackedCommunicationContainer(CommunicationContainer):
     NAME = "fetch"
 
     def __init__(self, host: str, port: int, *, max_connections: int = 64,
-                 timeout: float | None = DEFAULT_TIMEOUT, ssl: SSLContext | None = None) -> None:
+                 timeout: float | None = DEFAULT_TIMEOUT, ssl: SSLContext | None = None,
+                 add_references: bool = False) -> None:
+        self.add_references = add_references  # concrete-python's fetch client adds none
         self.host = host
         self.port = int(port)
         self.pool = ConnectionPool(host, self.port, max_connections=max_connections, timeout=timeout, ssl=ssl)

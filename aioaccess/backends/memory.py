@@ -125,7 +125,8 @@ class MemoryBackedCommunicationContainer(CommunicationContainer):
     INLINE_SAFE = True
 
     def __init__(self, communications_file: str | os.PathLike[str],
-                 max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> None:
+                 max_file_size: int = DEFAULT_MAX_FILE_SIZE, add_references: bool = True) -> None:
+        self.add_references = add_references
         self.communications_file = os.fspath(communications_file)
         self.max_file_size = max_file_size
         size = os.path.getsize(self.communications_file)  # FileNotFoundError early

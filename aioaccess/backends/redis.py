@@ -111,6 +111,10 @@ class RedisHashBackedCommunicationContainer(RedisHash, CommunicationContainer):
     NAME = "redis"
     _skipped_warned = 0  # how many non-UTF-8 field names the last warning reported
 
+    def __init__(self, redis_db: aioredis.Redis, key: str, add_references: bool = True, **kwargs: Any) -> None:
+        super().__init__(redis_db, key, **kwargs)
+        self.add_references = add_references
+
     async def _get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
         if not ids:
             return {}

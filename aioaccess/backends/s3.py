@@ -156,9 +156,11 @@ class S3BackedCommunicationContainer(CommunicationContainer):
 
     NAME = "s3"
 
-    def __init__(self, client: Any, bucket: str, prefix_len: int = DEFAULT_S3_KEY_PREFIX_LEN, *,
+    def __init__(self, client: Any, bucket: str, prefix_len: int = DEFAULT_S3_KEY_PREFIX_LEN,
+                 add_references: bool = True, *,
                  max_concurrency: int = DEFAULT_S3_CONCURRENCY, timeout: float | None = DEFAULT_S3_TIMEOUT,
                  list_page_size: int = 1000, key_prefix: str = "", list_ttl: float = DEFAULT_LIST_TTL) -> None:
+        self.add_references = add_references
         self.client = client
         self.bucket = bucket
         self.prefix_len = prefix_len

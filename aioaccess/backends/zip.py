@@ -38,8 +38,9 @@ class ZipFileBackedCommunicationContainer(CommunicationContainer):
     INLINE_SAFE = True
 
     def __init__(self, zipfile_path: str | os.PathLike[str],
-                 comm_extensions: Iterable[str] = (".comm", ".concrete"),
+                 comm_extensions: Iterable[str] = (".comm", ".concrete"), add_references: bool = True,
                  cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.add_references = add_references
         self.cache_bytes = cache_bytes
         self._cache: dict[str, bytes] = {}  # checked members, oldest first, up to cache_bytes
         self.raw_table = self._cache  # the zip is read once at open, as in concrete-python: never stale

@@ -167,7 +167,7 @@ async def _fetch_client(args: argparse.Namespace) -> int:
                     _save_tgz(args.save_as_tgz, raws)
                 else:
                     for raw in raws:
-                        comm = codec.read_communication_from_buffer(raw)
+                        comm = codec.read_communication_from_buffer(raw, add_references=False)
                         print(comm.id)
                         if comm.text is not None:
                             print(comm.text)

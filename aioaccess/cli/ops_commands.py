@@ -200,7 +200,7 @@ class HTTPFetchClient:
             exc_doc = msg.args
             raise TApplicationException(int(exc_doc.get("2", {}).get("i32", 0)), exc_doc.get("1", {}).get("str"))
         result_cls = getattr(FetchCommunicationService, f"{name}_result")
-        result = tjson.struct_from_doc(msg.args, result_cls)
+        result = codec.gc_untrack(tjson.struct_from_doc(msg.args, result_cls))  # as decode() leaves objects
         rspec = result_cls.thrift_spec
         for fid in sorted(rspec):
             if fid != 0 and getattr(result, rspec[fid][1]) is not None:
@@ -215,6 +215,12 @@ class HTTPFetchClient:
 
     async def getCommunicationCount(self) -> int:
         return int(await self.call("getCommunicationCount"))
+
+    async def fetch(self, request: Any, *, add_references: bool = False) -> Any:
+        """The FetchResult, as ``FetchCommunicationClient.fetch`` gives it."""
+        from ..client.client import with_references
+
+        return with_references(await self.call("fetch", request), add_references)
 
     async def getCommunicationIDs(self, offset: int, count: int) -> list[str]:
         return list(await self.call("getCommunicationIDs", offset, count) or ())

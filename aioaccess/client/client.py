@@ -116,8 +116,10 @@ class FetchCommunicationClient(ConcreteServiceClient):
 
     service = FetchCommunicationService
 
-    async def fetch(self, request: FetchRequest) -> FetchResult:
-        return await self.call("fetch", request)
+    async def fetch(self, request: FetchRequest, *, add_references: bool = False) -> FetchResult:
+        """The FetchResult; ``add_references=True`` calls ``add_references_to_communication`` on each
+        Communication (concrete-python's client adds none, hence the default)."""
+        return with_references(await self.call("fetch", request), add_references)
 
     async def getCommunicationCount(self) -> int:
         return await self.call("getCommunicationCount")
@@ -140,6 +142,14 @@ class FetchCommunicationClient(ConcreteServiceClient):
         if result.ex is not None:
             raise result.ex
         raise TApplicationException(TApplicationException.MISSING_RESULT, "fetch returned no result")
+
+
+def with_references(result: FetchResult, add_references: bool) -> FetchResult:
+    """``result``, with ``add_references_to_communication`` called on each Communication if asked."""
+    if add_references:
+        for comm in result.communications or ():
+            codec.add_references_to_communication(comm)
+    return result
 
 
 def _split_fetch_result(reply: bytes, offset: int) -> list[bytes]:

@@ -2,6 +2,9 @@
 
 ``IMPLEMENTATION`` says which is active ("c" or "python").  Set the environment
 variable ``AIOACCESS_PURE_PYTHON=1`` to force the pure-Python codec.
+
+The compiled codec leaves decoded objects that cannot be part of a reference
+cycle out of Python's cyclic garbage collector (see ``gc_track``).
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ if TYPE_CHECKING:
 __all__ = [
     "IMPLEMENTATION",
     "CodecError",
+    "add_references_to_communication",
     "decode",
     "decode_struct",
     "encode",
     "encode_struct",
+    "gc_track",
+    "gc_untrack",
     "read_communication_from_buffer",
     "read_string_field",
     "skip",
@@ -50,6 +56,10 @@ skip = _impl.skip
 validate = _impl.validate
 read_string_field = _impl.read_string_field
 to_tjson = _impl.to_tjson
+gc_track = _impl.gc_track
+gc_untrack = _impl.gc_untrack
+
+from .references import add_references_to_communication  # noqa: E402 - needs _impl
 
 
 def decode_struct(buf: bytes | bytearray | memoryview, cls: type) -> Any:
@@ -62,11 +72,18 @@ def encode_struct(obj: Any) -> bytes:
     return encode(obj)
 
 
-def read_communication_from_buffer(buf: bytes | bytearray | memoryview) -> Communication:
-    """Deserialize compact bytes into a Communication (concrete-python's name)."""
+def read_communication_from_buffer(buf: bytes | bytearray | memoryview, add_references: bool = True) -> Communication:
+    """Deserialize compact bytes into a Communication (concrete-python's name and default).
+
+    With ``add_references`` (the default, as in concrete-python), calls
+    :func:`add_references_to_communication` on it.
+    """
     from ..schema import Communication
 
-    return decode(buf, Communication, 0)[0]
+    comm = decode(buf, Communication, 0)[0]
+    if add_references:
+        add_references_to_communication(comm)
+    return comm
 
 
 def write_communication_to_buffer(comm: Communication) -> bytes:

@@ -727,50 +727,49 @@ typedef struct {
     const uint8_t *p;
     const uint8_t *end;
     const uint8_t *base;
-    /* decode only: GC containers created so far, untracked while the tree is
-       being built (strong references; re-tracked by gc_restore) */
-    PyObject **gcv;
-    Py_ssize_t gcn, gccap;
 } Reader;
 
-#define READER(start, stop, origin) {(start), (stop), (origin), NULL, 0, 0}
+#define READER(start, stop, origin) {(start), (stop), (origin)}
 
-/* Keep a container we just created out of the cyclic GC until decode ends.
-   Collections that run meanwhile would otherwise traverse and promote the
-   half-built tree again and again (and trigger full collections). */
-static int
-gc_defer(Reader *r, PyObject *o)
+/* Decoded objects stay out of the cyclic GC when they cannot be part of a
+   reference cycle: a list, dict or struct whose values are all atoms or
+   untracked decoded objects, and that is not an exception (a traceback can
+   lead back to it).  Collections then never traverse a decoded tree, so a
+   decode costs the same however many decoded objects the process keeps.
+   Each container is untracked as soon as it exists (no collection during the
+   decode scans the half-built tree) and gc_settle tracks it again when one of
+   its values is tracked.  The caveat (a cycle a user builds through such
+   objects later is not collected; gc_track() undoes it) is in gc_track_doc. */
+INLINE void
+gc_hide(PyObject *o)
 {
-    if (!PyObject_GC_IsTracked(o))
-        return 0;
-    if (UNLIKELY(r->gcn == r->gccap)) {
-        Py_ssize_t ncap = r->gccap ? r->gccap * 2 : 256;
-        PyObject **nv = PyMem_Realloc(r->gcv, ncap * sizeof(PyObject *));
-        if (nv == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        r->gcv = nv;
-        r->gccap = ncap;
-    }
-    PyObject_GC_UnTrack(o);
-    Py_INCREF(o);
-    r->gcv[r->gcn++] = o;
-    return 0;
+    if (PyObject_GC_IsTracked(o))
+        PyObject_GC_UnTrack(o);
 }
 
-static void
-gc_restore(Reader *r)
+INLINE void
+gc_settle(PyObject *o, int keep)
 {
-    for (Py_ssize_t i = 0; i < r->gcn; i++) {
-        PyObject *o = r->gcv[i];
+    if (keep) {
         if (!PyObject_GC_IsTracked(o))
             PyObject_GC_Track(o);
-        Py_DECREF(o);
     }
-    PyMem_Free(r->gcv);
-    r->gcv = NULL;
-    r->gcn = r->gccap = 0;
+    else if (PyObject_GC_IsTracked(o))
+        PyObject_GC_UnTrack(o);
+}
+
+/* whether v is a tracked GC object (the type flag first: atoms cost no call) */
+INLINE int
+tracked(PyObject *v)
+{
+    return PyType_HasFeature(Py_TYPE(v), Py_TPFLAGS_HAVE_GC) && PyObject_GC_IsTracked(v);
+}
+
+/* whether values of this type may be (tracked) GC objects */
+INLINE int
+may_hold_gc(const TypeDesc *t)
+{
+    return t->ttype == T_STRUCT || t->ttype == T_LIST || t->ttype == T_SET || t->ttype == T_MAP;
 }
 
 static void
@@ -1273,8 +1272,12 @@ decode_list(Reader *r, const TypeDesc *t, int depth)
     if (read_list_header(r, &n, &et) < 0)
         return NULL;
     const TypeDesc *e = t->elem;
-    if (n == 0)
-        return PyList_New(0);
+    if (n == 0) {
+        PyObject *empty = PyList_New(0);
+        if (empty != NULL)
+            gc_hide(empty);
+        return empty;
+    }
     if (UNLIKELY(!ctype_matches(e, et))) {
         r_error(r, "list element type does not match the schema");
         return NULL;
@@ -1286,10 +1289,7 @@ decode_list(Reader *r, const TypeDesc *t, int depth)
     PyObject *list = PyList_New(n);
     if (list == NULL)
         return NULL;
-    if (gc_defer(r, list) < 0) {
-        Py_DECREF(list);
-        return NULL;
-    }
+    gc_hide(list);
     PyObject *item;
     switch (e->ttype) {
     case T_STRUCT:
@@ -1335,6 +1335,14 @@ decode_list(Reader *r, const TypeDesc *t, int depth)
             PyList_SET_ITEM(list, i, item);
         }
     }
+    if (may_hold_gc(e)) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (tracked(PyList_GET_ITEM(list, i))) {
+                PyObject_GC_Track(list);
+                break;
+            }
+        }
+    }
     return list;
 fail:
     Py_DECREF(list);
@@ -1360,6 +1368,7 @@ decode_map(Reader *r, const TypeDesc *t, int depth)
     PyObject *d = PyDict_New();
     if (d == NULL)
         return NULL;
+    int keep = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *k = decode_value(r, t->key, depth);
         if (k == NULL)
@@ -1369,6 +1378,7 @@ decode_map(Reader *r, const TypeDesc *t, int depth)
             Py_DECREF(k);
             goto fail;
         }
+        keep |= tracked(k) | tracked(v);
         int rc = PyDict_SetItem(d, k, v);
         Py_DECREF(k);
         Py_DECREF(v);
@@ -1378,8 +1388,7 @@ decode_map(Reader *r, const TypeDesc *t, int depth)
             goto fail;
         }
     }
-    if (gc_defer(r, d) < 0)
-        goto fail;
+    gc_settle(d, keep);
     return d;
 fail:
     Py_DECREF(d);
@@ -1495,20 +1504,21 @@ slot_value(const StructDesc *sd, Py_ssize_t i, PyObject **vals)
 }
 
 static PyObject *
-build_instance(Reader *r, const StructDesc *sd, PyObject **vals)
+build_instance(const StructDesc *sd, PyObject **vals)
 {
     PyObject *obj;
+    int keep = 0;
     if (LIKELY(sd->attr_mode)) {
         obj = sd->tp->tp_new(sd->tp, g_empty_tuple, NULL);
         if (obj == NULL)
             return NULL;
-        if (gc_defer(r, obj) < 0)
-            goto fail;
+        gc_hide(obj);
         setattrofunc setattro = sd->tp->tp_setattro;
         for (Py_ssize_t i = 0; i < sd->nslots; i++) {
             PyObject *v = slot_value(sd, i, vals);
             if (v == NULL)
                 goto fail;
+            keep |= tracked(v);
             int rc = setattro(obj, sd->slots[i].name, v);
             Py_DECREF(v);
             if (rc < 0)
@@ -1516,9 +1526,13 @@ build_instance(Reader *r, const StructDesc *sd, PyObject **vals)
         }
         for (Py_ssize_t i = 0; i < sd->nextra; i++) {
             Py_ssize_t f = sd->extra[i];
-            if (vals[f] != NULL && setattro(obj, sd->fields[f].name, vals[f]) < 0)
+            if (vals[f] == NULL)
+                continue;
+            keep |= tracked(vals[f]);
+            if (setattro(obj, sd->fields[f].name, vals[f]) < 0)
                 goto fail;
         }
+        gc_settle(obj, keep || PyExceptionInstance_Check(obj));
         return obj;
     fail:
         Py_DECREF(obj);
@@ -1531,6 +1545,7 @@ build_instance(Reader *r, const StructDesc *sd, PyObject **vals)
         PyObject *v = slot_value(sd, i, vals);
         if (v == NULL)
             goto dfail;
+        keep |= tracked(v);
         int rc = PyDict_SetItem(dict, sd->slots[i].name, v);
         Py_DECREF(v);
         if (rc < 0)
@@ -1538,13 +1553,19 @@ build_instance(Reader *r, const StructDesc *sd, PyObject **vals)
     }
     for (Py_ssize_t i = 0; i < sd->nextra; i++) {
         Py_ssize_t f = sd->extra[i];
-        if (vals[f] != NULL && PyDict_SetItem(dict, sd->fields[f].name, vals[f]) < 0)
+        if (vals[f] == NULL)
+            continue;
+        keep |= tracked(vals[f]);
+        if (PyDict_SetItem(dict, sd->fields[f].name, vals[f]) < 0)
             goto dfail;
     }
     obj = make_instance(sd, dict);
+    if (obj != NULL) {
+        keep = keep || PyExceptionInstance_Check(obj);
+        gc_settle(dict, keep);
+        gc_settle(obj, keep);
+    }
     Py_DECREF(dict);
-    if (obj != NULL && gc_defer(r, obj) < 0)
-        Py_CLEAR(obj);
     return obj;
 dfail:
     Py_DECREF(dict);
@@ -1597,7 +1618,7 @@ decode_struct(Reader *r, const StructDesc *sd, int depth)
         }
         Py_XSETREF(vals[fd - sd->fields], v);
     }
-    obj = build_instance(r, sd, vals);
+    obj = build_instance(sd, vals);
 done:
     for (Py_ssize_t i = 0; i < nf; i++)
         Py_XDECREF(vals[i]);
@@ -2867,8 +2888,6 @@ py_decode(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
     Py_ssize_t off;
     if (struct_args("decode", args, nargs, kwnames, &sd, &b, &off) < 0)
         return NULL;
-    /* allocate the result first: no GC allocation (hence no collection
-       scanning the fresh tree) happens after gc_restore() re-tracks it */
     PyObject *result = PyTuple_New(2);
     if (result == NULL) {
         inbuf_release(&b);
@@ -2880,13 +2899,11 @@ py_decode(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
     inbuf_release(&b);
     if (end == NULL) {
         Py_XDECREF(obj);
-        gc_restore(&r);
         Py_DECREF(result);
         return NULL;
     }
     PyTuple_SET_ITEM(result, 0, obj);
     PyTuple_SET_ITEM(result, 1, end);
-    gc_restore(&r);
     return result;
 }
 
@@ -3207,6 +3224,308 @@ done:
     return out;
 }
 
+/* ------------------------------------------------------------------------ */
+/* GC tracking of decoded trees: gc_track, gc_untrack                        */
+/* ------------------------------------------------------------------------ */
+
+static PyObject *g_thrift_spec = NULL;   /* interned "thrift_spec" */
+
+/* lists, dicts, tuples, sets and thriftpy2 struct instances: what the walks enter */
+static int
+walkable(PyObject *o)
+{
+    if (PyList_CheckExact(o) || PyDict_CheckExact(o) || PyTuple_CheckExact(o) ||
+        PyAnySet_CheckExact(o))
+        return 1;
+    if (PyType_Check(o) || !PyObject_IS_GC(o))
+        return 0;
+    return _PyType_Lookup(Py_TYPE(o), g_thrift_spec) != NULL;
+}
+
+static int
+collect_child(PyObject *o, void *arg)
+{
+    if (o == NULL || !PyObject_IS_GC(o) || PyType_Check(o))
+        return 0;
+    return PyList_Append((PyObject *)arg, o);
+}
+
+/* the GC objects o refers to (its type left out), as a new list */
+static PyObject *
+children(PyObject *o)
+{
+    PyObject *kids = PyList_New(0);
+    if (kids == NULL)
+        return NULL;
+    traverseproc trav = Py_TYPE(o)->tp_traverse;
+    if (trav != NULL && trav(o, collect_child, kids) < 0) {
+        Py_DECREF(kids);
+        return NULL;
+    }
+    return kids;
+}
+
+#define WALK_DEPTH 1000
+
+/* Untrack o and what it holds, bottom up, where nothing tracked stays below.
+   Returns 1 when o stays tracked, 0 when it is untracked (or no GC object),
+   -1 on error.  seen: {id: None while being walked, then whether it stays tracked}. */
+static int
+untrack_rec(PyObject *o, PyObject *seen, int depth)
+{
+    if (!PyObject_IS_GC(o))
+        return 0;
+    if (!walkable(o))
+        return PyObject_GC_IsTracked(o);
+    PyObject *key = PyLong_FromVoidPtr(o);
+    if (key == NULL)
+        return -1;
+    PyObject *state = PyDict_GetItemWithError(seen, key);
+    if (state != NULL) {
+        Py_DECREF(key);
+        return state != Py_False;  /* None: being walked, so in a cycle: keep it */
+    }
+    if (PyErr_Occurred() || PyDict_SetItem(seen, key, Py_None) < 0) {
+        Py_DECREF(key);
+        return -1;
+    }
+    int keep = depth > WALK_DEPTH || PyExceptionInstance_Check(o);
+    PyObject *kids = children(o);
+    if (kids == NULL) {
+        Py_DECREF(key);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(kids); i++) {
+        int k = depth > WALK_DEPTH ? PyObject_GC_IsTracked(PyList_GET_ITEM(kids, i))
+                                   : untrack_rec(PyList_GET_ITEM(kids, i), seen, depth + 1);
+        if (k < 0) {
+            Py_DECREF(kids);
+            Py_DECREF(key);
+            return -1;
+        }
+        keep |= k;
+    }
+    Py_DECREF(kids);
+    gc_settle(o, keep);
+    int rc = PyDict_SetItem(seen, key, keep ? Py_True : Py_False);
+    Py_DECREF(key);
+    return rc < 0 ? -1 : keep;
+}
+
+PyDoc_STRVAR(gc_untrack_doc,
+"gc_untrack(obj) -> obj\n\n"
+"Take *obj* and the lists, dicts and thriftpy2 structs inside it out of\n"
+"Python's cyclic garbage collector wherever that is safe: bottom up, an\n"
+"object whose values are all atoms or untracked objects (and that is not\n"
+"an exception).  decode() leaves its results so; this does the same for\n"
+"objects built otherwise.  Returns *obj*.");
+
+static PyObject *
+py_gc_untrack(PyObject *self, PyObject *obj)
+{
+    PyObject *seen = PyDict_New();
+    if (seen == NULL)
+        return NULL;
+    int rc = untrack_rec(obj, seen, 0);
+    Py_DECREF(seen);
+    if (rc < 0)
+        return NULL;
+    Py_INCREF(obj);
+    return obj;
+}
+
+PyDoc_STRVAR(gc_track_doc,
+"gc_track(obj) -> obj\n\n"
+"Put *obj* and every list, dict, tuple, set and thriftpy2 struct reachable\n"
+"from it back under Python's cyclic garbage collector.\n\n"
+"decode() leaves objects that cannot be part of a reference cycle untracked,\n"
+"so collections never traverse them.  Python does not track them again when\n"
+"you later store an object in them: if you link decoded objects into a\n"
+"reference cycle yourself (say token.sentence = sentence), call gc_track()\n"
+"on the tree first, or the cycle is never reclaimed once dropped.\n"
+"add_references_to_communication() tracks the objects its references\n"
+"link into cycles itself.");
+
+static PyObject *
+py_gc_track(PyObject *self, PyObject *obj)
+{
+    PyObject *seen = PySet_New(NULL);
+    PyObject *stack = PyList_New(0);
+    if (seen == NULL || stack == NULL || PyList_Append(stack, obj) < 0)
+        goto fail;
+    while (PyList_GET_SIZE(stack)) {
+        Py_ssize_t n = PyList_GET_SIZE(stack);
+        PyObject *o = PyList_GET_ITEM(stack, n - 1);
+        Py_INCREF(o);
+        if (PyList_SetSlice(stack, n - 1, n, NULL) < 0) {
+            Py_DECREF(o);
+            goto fail;
+        }
+        PyObject *key = walkable(o) ? PyLong_FromVoidPtr(o) : NULL;
+        int fresh = key ? PySet_Contains(seen, key) == 0 && PySet_Add(seen, key) == 0 : 0;
+        Py_XDECREF(key);
+        if (fresh) {
+            if (!PyObject_GC_IsTracked(o))
+                PyObject_GC_Track(o);
+            PyObject *kids = children(o);
+            if (kids == NULL || PyList_SetSlice(stack, n - 1, n - 1, kids) < 0) {
+                Py_XDECREF(kids);
+                Py_DECREF(o);
+                goto fail;
+            }
+            Py_DECREF(kids);
+        }
+        Py_DECREF(o);
+        if (PyErr_Occurred())
+            goto fail;
+    }
+    Py_DECREF(seen);
+    Py_DECREF(stack);
+    Py_INCREF(obj);
+    return obj;
+fail:
+    Py_XDECREF(seen);
+    Py_XDECREF(stack);
+    return NULL;
+}
+
+/* gc_hold: objects that references link into cycles, kept out of the GC for as long as
+   their Communication lives.  g_held maps a weak reference to each such Communication to the
+   list of its held objects (strong references, untracked; keyed by the weak reference's
+   address, as hashing it would hash the Communication); when the Communication dies,
+   release_held tracks them all again and drops the list, and the collector takes over. */
+static PyObject *g_held = NULL;          /* {id(weakref(comm)): (weakref, [objects])} */
+static PyObject *g_release = NULL;       /* the weakref callback */
+
+static void
+track_all(PyObject *list)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *o = PyList_GET_ITEM(list, i);
+        if (PyObject_IS_GC(o) && !PyObject_GC_IsTracked(o))
+            PyObject_GC_Track(o);
+    }
+}
+
+static PyObject *
+release_held(PyObject *self, PyObject *wr)
+{
+    PyObject *key = PyLong_FromVoidPtr(wr);
+    if (key == NULL)
+        return NULL;
+    PyObject *entry = PyDict_GetItemWithError(g_held, key);
+    if (entry == NULL) {
+        Py_DECREF(key);
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(entry);
+    track_all(PyTuple_GET_ITEM(entry, 1));
+    int rc = PyDict_DelItem(g_held, key);
+    Py_DECREF(key);
+    Py_DECREF(entry);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int
+collect_dict(PyObject *o, void *arg)
+{
+    if (o != NULL && PyDict_CheckExact(o))
+        return PyList_Append((PyObject *)arg, o);
+    return 0;
+}
+
+PyDoc_STRVAR(gc_hold_doc,
+"gc_hold(comm, objects) -> None\n\n"
+"*objects* (a list) are objects new references link into cycles inside\n"
+"*comm*.  While the untracked *comm* lives they are held (so never garbage)\n"
+"and kept out of the cyclic GC, with their instance dicts; when *comm* dies\n"
+"they are tracked again, and the collector reclaims the cycles.  A tracked\n"
+"*comm*, or one without weak references: the objects are simply tracked.");
+
+static PyObject *
+py_gc_hold(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "gc_hold(comm, objects: list)");
+        return NULL;
+    }
+    PyObject *comm = args[0], *objects = args[1];
+    if (PyObject_GC_IsTracked(comm) || !PyType_SUPPORTS_WEAKREFS(Py_TYPE(comm))) {
+        track_all(objects);
+        Py_RETURN_NONE;
+    }
+    PyObject *held = PyList_New(0);
+    if (held == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objects); i++) {
+        PyObject *o = PyList_GET_ITEM(objects, i);
+        if (!PyObject_IS_GC(o))
+            continue;
+        if (PyList_Append(held, o) < 0)
+            goto fail;
+        /* instance dicts (and dict values) of o: tracked again when a reference is stored */
+        if (!PyList_CheckExact(o) && !PyDict_CheckExact(o) && Py_TYPE(o)->tp_traverse != NULL &&
+            Py_TYPE(o)->tp_traverse(o, collect_dict, held) < 0)
+            goto fail;
+    }
+    PyObject *wr = PyWeakref_NewRef(comm, g_release);
+    if (wr == NULL)
+        goto fail;
+    PyObject *key = PyLong_FromVoidPtr(wr);
+    PyObject *entry = key ? PyTuple_Pack(2, wr, held) : NULL;
+    int rc = entry ? PyDict_SetItem(g_held, key, entry) : -1;
+    Py_XDECREF(key);
+    if (rc < 0) {
+        Py_XDECREF(entry);
+        Py_DECREF(wr);
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i++)
+        gc_hide(PyList_GET_ITEM(held, i));
+    gc_hide(held);
+    gc_hide(wr);
+    gc_hide(entry);
+    Py_DECREF(entry);
+    Py_DECREF(wr);
+    Py_DECREF(held);
+    /* comm's own attribute dict, when Python made one for the new attributes: untracked
+       again if it now holds only untracked objects (a dict re-tracks itself on insert) */
+    PyObject *dicts = PyList_New(0);
+    if (dicts == NULL || (Py_TYPE(comm)->tp_traverse != NULL &&
+                          Py_TYPE(comm)->tp_traverse(comm, collect_dict, dicts) < 0)) {
+        Py_XDECREF(dicts);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(dicts); i++) {
+        PyObject *d = PyList_GET_ITEM(dicts, i), *k, *v;
+        Py_ssize_t pos = 0;
+        int keep = 0;
+        while (!keep && PyDict_Next(d, &pos, &k, &v))
+            keep = PyObject_GC_IsTracked(k) || PyObject_GC_IsTracked(v);
+        gc_settle(d, keep);
+    }
+    Py_DECREF(dicts);
+    Py_RETURN_NONE;
+fail:
+    track_all(held);
+    Py_DECREF(held);
+    return NULL;
+}
+
+static PyMethodDef release_def = {"_release_held", release_held, METH_O, NULL};
+
+PyDoc_STRVAR(held_count_doc, "held_count() -> int: Communications whose reference cycles gc_hold holds.");
+
+static PyObject *
+py_held_count(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromSsize_t(PyDict_GET_SIZE(g_held));
+}
+
 static PyMethodDef methods[] = {
     {"decode", (PyCFunction)(void (*)(void))py_decode, METH_FASTCALL | METH_KEYWORDS,
      decode_doc},
@@ -3221,6 +3540,10 @@ static PyMethodDef methods[] = {
      to_tjson_doc},
     {"fetch_reply_now", (PyCFunction)(void (*)(void))py_fetch_reply_now, METH_FASTCALL,
      fetch_reply_now_doc},
+    {"gc_track", py_gc_track, METH_O, gc_track_doc},
+    {"gc_untrack", py_gc_untrack, METH_O, gc_untrack_doc},
+    {"gc_hold", (PyCFunction)(void (*)(void))py_gc_hold, METH_FASTCALL, gc_hold_doc},
+    {"held_count", py_held_count, METH_NOARGS, held_count_doc},
     {NULL, NULL, 0, NULL}
 };
 
@@ -3247,7 +3570,10 @@ PyInit__speedups(void)
     g_cache = PyDict_New();
     g_retained = PyList_New(0);
     g_empty_tuple = PyTuple_New(0);
-    if (!g_cache || !g_retained || !g_empty_tuple)
+    g_thrift_spec = PyUnicode_InternFromString("thrift_spec");
+    g_held = PyDict_New();
+    g_release = PyCFunction_New(&release_def, NULL);
+    if (!g_cache || !g_retained || !g_empty_tuple || !g_thrift_spec || !g_held || !g_release)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)

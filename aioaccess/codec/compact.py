@@ -8,6 +8,7 @@ pure-Python ``TCompactProtocol`` after the scanner has checked the input.  The c
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -22,7 +23,8 @@ from .scan import MAX_DEPTH, SIZE, decodable, field_header, skip, skip_value, va
 _T_STRUCT, _T_MAP, _T_SET, _T_LIST = TType.STRUCT, TType.MAP, TType.SET, TType.LIST
 _TRUE, _FALSE, _BINARY = 1, 2, 8
 
-__all__ = ["MAX_DEPTH", "decode", "encode", "missing_required", "read_string_field", "skip", "to_tjson", "validate"]
+__all__ = ["MAX_DEPTH", "decode", "encode", "gc_track", "gc_untrack", "missing_required", "read_string_field", "skip",
+           "to_tjson", "validate"]
 
 
 def read_string_field(buf: bytes | bytearray | memoryview, field_id: int, offset: int = 0) -> str | None:
@@ -54,12 +56,19 @@ def decode(buf: bytes | bytearray | memoryview, cls: type, offset: int = 0) -> t
     # strict_decode: invalid UTF-8 raises (thriftpy2 would hand back bytes), as the C codec does.
     proto = TCompactProtocol(TMemoryBuffer(bytes(memoryview(buf)[offset:end])), strict_decode=True)
     obj = cls()
+    # No collection while the tree is built (they would traverse it again and again); the
+    # objects stay tracked, as only the compiled codec can leave them out of the collector.
+    paused = gc.isenabled()
+    gc.disable()
     try:
         proto.read_struct(obj)
     except UnicodeDecodeError as exc:
         raise CodecError(f"invalid UTF-8 in a {cls.__name__}") from exc
     except Exception as exc:  # thriftpy2 raises assorted types on bad input
         raise CodecError(f"cannot decode {cls.__name__}: {exc}") from exc
+    finally:
+        if paused:
+            gc.enable()
     return obj, end
 
 
@@ -130,3 +139,13 @@ def to_tjson(buf: bytes | bytearray | memoryview, cls: type, offset: int = 0) ->
     doc = TApacheJSONProtocol(None)._thrift_to_dict(obj)
     return json.dumps(doc, separators=(",", ":")).encode("utf-8"), end
 
+
+
+def gc_track(obj: Any) -> Any:
+    """Return ``obj``: what this codec builds stays under the cyclic GC (the compiled codec's twin re-tracks)."""
+    return obj
+
+
+def gc_untrack(obj: Any) -> Any:
+    """Return ``obj`` unchanged: only the compiled codec can take objects out of the cyclic GC."""
+    return obj

@@ -85,7 +85,7 @@ class CommunicationContainerFetchHandler:
 
     async def fetch(self, fetch_request: FetchRequest) -> FetchResult:
         raws = await _stored_fetch_raw(type(self))(self, list(fetch_request.communicationIds or ()))
-        return FetchResult(communications=[codec.read_communication_from_buffer(r) for r in raws])
+        return FetchResult(communications=[codec.read_communication_from_buffer(r, False) for r in raws])
 
     async def getCommunicationCount(self) -> int:
         return await self.container.count()

@@ -142,7 +142,7 @@ class RelayFetchHandler:
 
     async def fetch(self, request: FetchRequest) -> FetchResult:
         raws = await self.fetch_raw(list(request.communicationIds or ()))
-        return FetchResult(communications=[codec.read_communication_from_buffer(r) for r in raws])
+        return FetchResult(communications=[codec.read_communication_from_buffer(r, False) for r in raws])
 
     async def getCommunicationCount(self) -> int:
         return await self._relay(self.client.getCommunicationCount)
