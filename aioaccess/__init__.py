@@ -25,6 +25,8 @@ from .client import (
     ConnectionPool,
     FetchCommunicationClient,
     FetchCommunicationClientWrapper,
+    HTTPFetchCommunicationClientWrapper,
+    HTTPStoreCommunicationClientWrapper,
     StoreCommunicationClient,
     StoreCommunicationClientWrapper,
 )
@@ -63,6 +65,8 @@ __all__ = [
     "FetchCommunicationClientWrapper",
     "FetchCommunicationServiceWrapper",
     "FrameTooLarge",
+    "HTTPFetchCommunicationClientWrapper",
+    "HTTPStoreCommunicationClientWrapper",
     "InvalidCommId",
     "MappingContainer",
     "MemoryBackedCommunicationContainer",

@@ -20,7 +20,7 @@ from ..handlers import CommunicationContainerFetchHandler
 from ..schema import FetchCommunicationService, ServicesException, StoreCommunicationService
 from ..server import Processor, Server
 from .errors import UsageError
-from .ops_commands import HTTPFetchClient, open_metrics, service_label, supervise
+from .ops_commands import open_metrics, service_label, supervise
 from .options import add_server_options, processor_options, server_config
 from .run import run, serve_until_signalled
 from .sources import add_backend_options, open_source, open_target
@@ -122,13 +122,13 @@ def fetch_client(args: argparse.Namespace) -> int:
 
 
 async def _fetch_client(args: argparse.Namespace) -> int:
-    from ..client import FetchCommunicationClient
+    from ..client import FetchCommunicationClient, HTTPFetchCommunicationClient
 
     ids = _read_ids(args)
     if not (ids or args.about or args.alive or args.count or args.get_ids):
         raise UsageError("nothing to do: give ids, or --about, --alive, --count or --get-ids")
     if args.uri:
-        client: Any = HTTPFetchClient(args.uri, timeout=args.timeout)
+        client: Any = HTTPFetchCommunicationClient(args.uri, timeout=args.timeout)
     else:
         client = FetchCommunicationClient.connect(args.host, args.port, timeout=args.timeout)
     async def timed(name: str, call: Any) -> Any:  # --benchmark: time each call, as the reference does

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from .config_file import ServeConfig, ServiceSpec
 
 __all__ = [
-    "HTTPFetchClient",
     "iter_raw_communications",
     "open_metrics",
     "register",
@@ -143,81 +142,6 @@ def supervise(args: argparse.Namespace, binds: list[tuple[str, int]] | None = No
     finally:
         for sock in reserved:
             sock.close()
-
-
-# -- fetch-client --uri ----------------------------------------------------------
-class HTTPFetchClient:
-    """FetchCommunicationService over HTTP/TJSON (concrete-python's THttpClient + TJSONProtocol).
-
-    Same calls as :class:`~aioaccess.client.FetchCommunicationClient`; ``fetch_raw``
-    returns compact bytes, re-encoded from the TJSON reply.
-    """
-
-    def __init__(self, uri: str, *, timeout: float | None = 60.0) -> None:
-        self.uri = uri
-        self.timeout = timeout
-        self.seqid = 0
-        self.session: Any = None
-
-    async def __aenter__(self) -> HTTPFetchClient:
-        import aiohttp
-
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.session.close()
-
-    async def call(self, name: str, *args: Any) -> Any:
-        import aiohttp
-        from thriftpy2.thrift import TApplicationException
-
-        from ..codec import tjson
-        from ..schema import FetchCommunicationService
-
-        args_cls = getattr(FetchCommunicationService, f"{name}_args")
-        spec = args_cls.thrift_spec
-        obj = args_cls(**{spec[fid][1]: a for fid, a in zip(sorted(spec), args, strict=False)})
-        self.seqid += 1
-        body = tjson.build_message(name, tjson.CALL, self.seqid, tjson.struct_to_tjson(obj))
-        try:
-            async with self.session.post(self.uri, data=body, headers={"Content-Type": "application/x-thrift",
-                                                                        "Accept": "application/x-thrift"}) as resp:
-                data = await resp.read()
-                if resp.status != 200:
-                    reason = data[:200].decode(errors="replace")
-                    raise ConnectionError(f"{self.uri} answered HTTP {resp.status}: {reason}")
-        except aiohttp.ClientError as exc:
-            raise ConnectionError(f"{self.uri}: {exc}") from exc
-        msg = tjson.parse_message(data)
-        if msg.mtype == tjson.EXCEPTION:
-            exc_doc = msg.args
-            raise TApplicationException(int(exc_doc.get("2", {}).get("i32", 0)), exc_doc.get("1", {}).get("str"))
-        result_cls = getattr(FetchCommunicationService, f"{name}_result")
-        result = tjson.struct_from_doc(msg.args, result_cls)
-        rspec = result_cls.thrift_spec
-        for fid in sorted(rspec):
-            if fid != 0 and getattr(result, rspec[fid][1]) is not None:
-                raise getattr(result, rspec[fid][1])
-        return result.success
-
-    async def about(self) -> Any:
-        return await self.call("about")
-
-    async def alive(self) -> bool:
-        return bool(await self.call("alive"))
-
-    async def getCommunicationCount(self) -> int:
-        return int(await self.call("getCommunicationCount"))
-
-    async def getCommunicationIDs(self, offset: int, count: int) -> list[str]:
-        return list(await self.call("getCommunicationIDs", offset, count) or ())
-
-    async def fetch_raw(self, ids: list[str]) -> list[bytes]:
-        from ..schema import FetchRequest
-
-        result = await self.call("fetch", FetchRequest(communicationIds=list(ids)))
-        return [codec.write_communication_to_buffer(c) for c in result.communications or ()]
 
 
 # -- wait-service ------------------------------------------------------------
@@ -490,7 +414,8 @@ async def _http_server(spec: ServiceSpec, handlers: dict[str, Any], fetch_handle
     store = handlers[opts["store"]] if "store" in opts else None
     if "target" in opts:
         store = await open_target(opts["target"], spec.backend, stack)
-    kwargs: dict[str, Any] = {"static_path": opts.get("static"), "cors": opts.get("cors", False)}
+    kwargs: dict[str, Any] = {"static_path": opts.get("static"), "cors": opts.get("cors", False),
+                              "cors_origins": opts.get("cors_origins", ()), "cors_store": opts.get("cors_store", False)}
     if "client_max_size" in opts:
         kwargs["client_max_size"] = opts["client_max_size"]
     app = create_app(fetch, store, **kwargs)
