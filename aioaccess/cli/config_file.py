@@ -46,7 +46,9 @@ The format (every key but ``kind``, ``port`` and the kind's SOURCE/TARGET is opt
     fetch = "corpus"              # name of a fetch/relay service above, or source = "..."
     store = "store-1"             # name of a store service above, or target = "..."
     static = "/srv/www"           # optional static files
-    cors = false
+    cors = false                  # deprecated: the same as cors_origins = ["*"] (fetch only)
+    cors_origins = ["https://app.example.org"]   # origins whose pages may call fetch
+    cors_store = false            # ...and store
 
 Backend keys (``redis_key``, ``endpoint_url``, ...) may also appear in a
 service's own table, overriding ``[backend]``.
@@ -60,6 +62,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..http.cors import CORSPolicy
 from ..server import ServerConfig
 from ..server.supervisor import is_worker
 from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
@@ -91,7 +94,7 @@ _KIND_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "store": {"target": str, "fsync": bool},
     "relay": {"upstream": str},
     "http": {"fetch": str, "store": str, "source": str, "target": str, "static": str, "cors": bool,
-             "client_max_size": int, "fsync": bool},
+             "client_max_size": int, "fsync": bool, "cors_origins": list, "cors_store": bool},
 }
 _REQUIRED = {"fetch": ("source",), "store": ("target",), "relay": ("upstream",), "http": ()}
 
@@ -256,6 +259,13 @@ def _service(path: str, index: int, table: dict[str, Any], backend: dict[str, An
             raise ConfigError(f"{where}: needs fetch, store, source, target or static")
         if "static" in options and not os.path.isdir(options["static"]):
             raise ConfigError(f"{where}: static {options['static']!r} is not a directory")
+        if not all(isinstance(o, str) for o in options.get("cors_origins", ())):
+            raise ConfigError(f"{where}: cors_origins must be a list of strings")
+        try:
+            CORSPolicy([*options.get("cors_origins", ()), *(["*"] if options.get("cors") else [])],
+                       store=options.get("cors_store", False))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     name = options.pop("name", f"{kind}-{index}")
     host = options.pop("host", "127.0.0.1")
     del options["kind"]
