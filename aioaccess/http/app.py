@@ -5,7 +5,8 @@
 Thrift's TJSONProtocol.  A fetch is answered from compact bytes
 (``handler.fetch_raw``) transcoded piece by piece, never decoded into objects.
 Bodies that are not TJSON (not UTF-8, nested too deeply, ...), too large or
-too slow to arrive get an HTTP 4xx with a one-line reason; a store call whose
+too slow to arrive get an HTTP 4xx with a one-line reason (a broken TJSON call
+whose name and seqid can be read gets a TApplicationException instead); a store call whose
 content type needs no CORS preflight a TApplicationException (``http.cors``);
 a TJSON call with bad arguments gets a TApplicationException, as from the
 Thrift server.  Run it with :class:`HTTPServer` or :func:`serve_http` on
@@ -114,6 +115,11 @@ class TJSONEndpoint:
         try:
             msg = tjson.parse_message(body)
         except tjson.TJSONError as exc:
+            if (call := tjson.peek_call(body)) is not None:  # answer it: Apache's JS library hangs on a 4xx
+                logger.info("Refusing %s: %s", call[0], refused or exc)
+                return web.Response(body=tjson.application_exception(
+                    *call, _PROTOCOL_ERROR, refused or f"Cannot read the {call[0]} call: {exc}"),
+                    content_type=CONTENT_TYPE)
             if refused is not None:
                 raise _bad(web.HTTPUnsupportedMediaType, refused) from None
             raise _bad(web.HTTPBadRequest, str(exc)) from None

@@ -139,3 +139,18 @@ def test_cors_store_needs_an_origin_and_origins_are_checked() -> None:
                        ({"cors_origins": [1]}, "list of strings"), ({"cors_origins": A}, "must be a list")):
         with pytest.raises(ConfigError, match=words):
             parse_config({"services": [{**base, **bad}]})
+
+
+async def test_a_broken_call_with_a_readable_head_gets_a_tapplicationexception(store_dir: str, comms: list[Any],
+                                                                             session: Any) -> None:
+    # Apache's JavaScript library writes a negative i64 in a list as -000000000001 (not JSON); its page must
+    # get an error it can report rather than a 400 it never settles on.
+    body = _store_body(comms[0]).replace(b'{"1":{"str"', b'{"9":{"lst":["i64",1,-000000000001]},"1":{"str"', 1)
+    async with await _serve(store_dir, comms) as server:
+        async with session.post(server.url + "/store_http_endpoint/", data=body,
+                                headers={"Content-Type": "application/x-thrift"}) as resp:
+            assert resp.status == 200
+            reply = json.loads(await resp.read())
+    assert reply[:4] == [1, "store", 3, 3] and reply[4]["2"] == {"i32": 7}
+    assert reply[4]["1"]["str"].startswith("Cannot read the store call: malformed JSON")
+    assert os.listdir(store_dir) == []
