@@ -39,6 +39,15 @@ from .exceptions import (
     InvalidCommId,
     ProtocolError,
 )
+from .file_io import (
+    CommunicationReader,
+    CommunicationWriter,
+    CommunicationWriterTar,
+    CommunicationWriterTGZ,
+    CommunicationWriterZip,
+    read_communication_from_file,
+    write_communication_to_file,
+)
 from .handlers import (
     CommunicationContainerFetchHandler,
     DirectoryBackedStoreHandler,
@@ -56,6 +65,11 @@ __all__ = [
     "BackendUnavailable",
     "CommunicationContainer",
     "CommunicationContainerFetchHandler",
+    "CommunicationReader",
+    "CommunicationWriter",
+    "CommunicationWriterTGZ",
+    "CommunicationWriterTar",
+    "CommunicationWriterZip",
     "ConnectionPool",
     "CorruptCommunication",
     "DirectoryBackedCommunicationContainer",
@@ -85,7 +99,9 @@ __all__ = [
     "__version__",
     "prefix_s3_key",
     "read_communication_from_buffer",
+    "read_communication_from_file",
     "unprefix_s3_key",
     "write_communication_to_buffer",
+    "write_communication_to_file",
     *_schema_all,
 ]

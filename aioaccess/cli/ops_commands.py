@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import logging
 import os
 import socket
 import sys
-import tarfile
 import time
-import zipfile
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from ..codec import CodecError
+from ..file_io import iter_files
 from ..server.supervisor import Supervisor, is_worker, reserve_port
 from .errors import UsageError
 from .run import run
@@ -28,7 +26,6 @@ if TYPE_CHECKING:
     from .config_file import ServeConfig, ServiceSpec
 
 __all__ = [
-    "iter_raw_communications",
     "open_metrics",
     "register",
     "run_serve",
@@ -172,36 +169,6 @@ async def _wait_service(args: argparse.Namespace) -> int:
 
 
 # -- store-client ------------------------------------------------------------
-def iter_raw_communications(path: str) -> Iterator[tuple[str, bytes]]:
-    """Yield ``(name, bytes)`` for each stored file under ``path`` (archives opened, .gz inflated)."""
-    if os.path.isdir(path):
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for name in sorted(files):
-                if not name.startswith("."):
-                    yield from iter_raw_communications(os.path.join(root, name))
-        return
-    lower = path.lower()
-    if lower.endswith(".zip"):
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if not info.is_dir():
-                    yield f"{path}:{info.filename}", zf.read(info)
-    elif lower.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
-        with tarfile.open(path) as tar:
-            for member in tar:
-                if member.isfile():
-                    f = tar.extractfile(member)
-                    assert f is not None
-                    yield f"{path}:{member.name}", f.read()
-    elif lower.endswith(".gz"):
-        with gzip.open(path, "rb") as f:
-            yield path, f.read()
-    else:
-        with open(path, "rb") as f:
-            yield path, f.read()
-
-
 def split_communications(name: str, data: bytes) -> list[tuple[str, bytes]]:
     """Split one file's bytes into ``(id, raw)`` Communications (files may hold several back to back)."""
     out = []
@@ -268,7 +235,7 @@ async def _store_client(args: argparse.Namespace) -> int:
 
     async def produce() -> None:
         for path in args.inputs:
-            files = iter_raw_communications(path)
+            files = iter_files(path, recursive=True, skip_hidden=True)
             while batch := await asyncio.to_thread(_read_batch, files, 64):
                 for name, data in batch:
                     try:
