@@ -36,7 +36,10 @@ __all__ = [
 
 logger = logging.getLogger("aioaccess.cli")
 
-_SERVICES = ("FetchCommunication", "StoreCommunication")
+#: Every service name concrete-python's wait-concrete-service.py takes: each extends services.Service,
+#: whose alive() is all wait-service calls.
+_SERVICES = ("FetchCommunication", "StoreCommunication", "AnnotateCommunication", "ActiveLearnerClient",
+             "ActiveLearnerServer", "ResultsServer", "Search", "SearchProxy", "Feedback", "Summarization")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -147,9 +150,11 @@ def wait_service(args: argparse.Namespace) -> int:
 
 
 async def _wait_service(args: argparse.Namespace) -> int:
-    from ..client import FetchCommunicationClient, StoreCommunicationClient
+    from ..client import ConcreteServiceClient
+    from ..schema import Service
 
-    client_cls = FetchCommunicationClient if args.service_name == "FetchCommunication" else StoreCommunicationClient
+    class client_cls(ConcreteServiceClient):  # noqa: N801 - about() and alive(), common to every service
+        service = Service
     where = f"{args.service_name} service at {args.host}:{args.port}"
     logger.info("Waiting for %s to come up", where)
     started = time.monotonic()
