@@ -283,8 +283,11 @@ class CommunicationWriterTar(_Writer):
         return tarfile.open(filename, "w:gz" if self.gzip else "w")
 
     async def write(self, comm: Communication, comm_filename: str | None = None) -> None:
-        raw = codec.write_communication_to_buffer(comm)
-        info = tarfile.TarInfo(comm_filename if comm_filename is not None else f"{comm.id}.concrete")
+        await self.write_raw(codec.write_communication_to_buffer(comm), comm_filename)
+
+    async def write_raw(self, raw: bytes, comm_filename: str | None = None) -> None:
+        """Add a Communication given as compact bytes (named ``ID.concrete`` by default)."""
+        info = tarfile.TarInfo(comm_filename if comm_filename is not None else _member_name(raw))
         info.size, info.mode, info.mtime = len(raw), 0o644, time.time()
         info.uid, info.gid, info.uname, info.gname = _owner()
         await asyncio.to_thread(self._check_open().addfile, info, io.BytesIO(raw))
@@ -304,9 +307,16 @@ class CommunicationWriterZip(_Writer):
         return zipfile.ZipFile(filename, "w")
 
     async def write(self, comm: Communication, comm_filename: str | None = None) -> None:
-        raw = codec.write_communication_to_buffer(comm)
-        name = comm_filename if comm_filename is not None else f"{comm.id}.concrete"
+        await self.write_raw(codec.write_communication_to_buffer(comm), comm_filename)
+
+    async def write_raw(self, raw: bytes, comm_filename: str | None = None) -> None:
+        """Add a Communication given as compact bytes (named ``ID.concrete`` by default)."""
+        name = comm_filename if comm_filename is not None else _member_name(raw)
         await asyncio.to_thread(self._check_open().writestr, name, raw)
+
+
+def _member_name(raw: bytes) -> str:
+    return f"{codec.read_string_field(raw, 1)}.concrete"
 
 
 def _owner() -> tuple[int, int, str, str]:

@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from .. import __version__
 from ..server.supervisor import is_worker, prepare_worker
-from . import bench, commands, http_commands, ops_commands
+from . import bench, commands, http_commands, ops_commands, s3_commands
 from .errors import UsageError
 
 __all__ = ["build_parser", "main"]
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.register(sub)
     http_commands.register(sub)
     ops_commands.register(sub)
+    s3_commands.register(sub)
     return parser
 
 

@@ -18,6 +18,7 @@ from ..codec import CodecError
 from ..file_io import iter_files
 from ..server.supervisor import Supervisor, is_worker, reserve_port
 from .errors import UsageError
+from .progress import progress_bar
 from .run import run
 
 if TYPE_CHECKING:
@@ -225,17 +226,13 @@ class _Tally:
 
 
 async def _store_client(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from ..client import StoreCommunicationClient
 
     client = StoreCommunicationClient.pooled(args.host, args.port, max_connections=args.concurrency,
                                              timeout=args.timeout)
     tally = _Tally()
     queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=args.concurrency * 4)
-    progress = Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
-                        DownloadColumn(), TimeElapsedColumn(), transient=False,
-                        disable=args.no_progress or not sys.stderr.isatty())
+    progress = progress_bar(args.no_progress)
     bar = progress.add_task("storing", total=await asyncio.to_thread(plain_total, args.inputs))
 
     async def produce() -> None:
