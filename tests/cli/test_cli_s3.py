@@ -11,53 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _concrete_s3 import concrete_python_s3
 
 from aioaccess import codec
 from aioaccess.corpus import make_corpus
 
 pytestmark = [pytest.mark.s3, pytest.mark.interop]
-
-# concrete-python's S3BackedStoreHandler / S3BackedCommunicationContainer (what its s3-store-concrete.py and
-# s3-list/fetch-concrete.py use) over boto 2, in a subprocess (boto 2's importer warns in this process).
-_BOTO = r"""
-import os, sys, time
-from urllib.parse import urlsplit
-import boto, boto.exception, boto.s3.connection
-from concrete.util import read_communication_from_buffer, write_communication_to_buffer
-from concrete.util.access import S3BackedStoreHandler
-from concrete.util.comm_container import S3BackedCommunicationContainer
-
-def retry(fn, *args):  # moto misreads some SigV2 signatures as SigV4 (a 500); the next second's differs
-    for attempt in range(5):
-        try:
-            return fn(*args)
-        except boto.exception.BotoServerError as exc:
-            if exc.status != 500 or attempt == 4:
-                raise
-            time.sleep(1.1)
-
-mode, endpoint, bucket_name, prefix_len, folder = sys.argv[1:]
-url = urlsplit(endpoint)
-conn = boto.connect_s3(host=url.hostname, port=url.port, is_secure=False,
-                       calling_format=boto.s3.connection.OrdinaryCallingFormat())
-bucket = retry(conn.get_bucket, bucket_name)
-if mode == "store":
-    handler = S3BackedStoreHandler(bucket, int(prefix_len))
-    for name in sorted(os.listdir(folder)):
-        with open(os.path.join(folder, name), "rb") as f:
-            retry(handler.store, read_communication_from_buffer(f.read(), add_references=False))
-else:
-    container = S3BackedCommunicationContainer(bucket, int(prefix_len))
-    for comm_id in retry(list, container):
-        with open(os.path.join(folder, comm_id), "wb") as f:
-            f.write(write_communication_to_buffer(retry(container.__getitem__, comm_id)))
-"""
-
-
-def _boto(mode: str, endpoint: str, bucket: str, prefix_len: int, folder: Path) -> None:
-    subprocess.run([sys.executable, "-c", _BOTO, mode, endpoint, bucket, str(prefix_len), os.fspath(folder)],
-                   check=True, stdin=subprocess.DEVNULL, timeout=120)
-
 
 async def _in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """``aioaccess ARGS`` in this process (in a thread: it runs its own event loop)."""
@@ -86,10 +45,11 @@ async def test_s3_list_fetch_store_interoperate_with_concrete_python(s3_server: 
     src = tmp_path / "src"
     src.mkdir()
     for comm_id, raw in raws.items():
-        (src / comm_id).write_bytes(raw)
+        (src / f"{comm_id}.comm").write_bytes(raw)
     flags = ["--endpoint-url", s3_server, "--prefix-len", str(prefix_len), "--concurrency", "4"]
     # concrete-python stores; aioaccess lists and fetches to a .tar.gz concrete-python reads.
-    await asyncio.to_thread(_boto, "store", s3_server, s3_bucket, prefix_len, src)
+    # (concrete_python_s3: concrete-python's S3BackedStoreHandler and container, what its s3-*-concrete.py use)
+    await asyncio.to_thread(concrete_python_s3, "store", s3_server, s3_bucket, prefix_len, os.fspath(src))
     code, out, err = await _in_process(capsys, "s3", "list", s3_bucket, *flags)
     assert code == 0, err
     assert sorted(out.split()) == sorted(raws)
@@ -113,9 +73,9 @@ async def test_s3_list_fetch_store_interoperate_with_concrete_python(s3_server: 
     assert code == 0 and "stored 2, failed 0" in err, err
     back = tmp_path / "back"
     back.mkdir()
-    await asyncio.to_thread(_boto, "dump", s3_server, second, prefix_len, back)
+    await asyncio.to_thread(concrete_python_s3, "read", s3_server, second, prefix_len, os.fspath(back))
     expected = {**raws, codec.read_string_field(extra, 1): extra}
-    assert {p.name: p.read_bytes() for p in back.iterdir()} == expected
+    assert {p.stem: p.read_bytes() for p in back.iterdir()} == expected
 
 
 async def test_s3_commands_fail_in_one_line(s3_server: str, tmp_path: Path,
