@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import sys
-import tarfile
 import time
 from contextlib import AsyncExitStack
 from typing import Any
@@ -158,7 +156,7 @@ async def _fetch_client(args: argparse.Namespace) -> int:
                     total = sum(map(len, raws))
                     print(f"Fetched {len(raws)} Communications ({total} bytes) in {elapsed:.4f} s", file=sys.stderr)
                 if args.save_as_tgz:
-                    _save_tgz(args.save_as_tgz, raws)
+                    await _save_tgz(args.save_as_tgz, raws)
                 else:
                     for raw in raws:
                         comm = codec.read_communication_from_buffer(raw)
@@ -175,11 +173,9 @@ async def _fetch_client(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save_tgz(path: str, raws: list[bytes]) -> None:
-    with tarfile.open(path, "w:gz") as tar:
+async def _save_tgz(path: str, raws: list[bytes]) -> None:
+    from ..file_io import CommunicationWriterTGZ
+
+    async with CommunicationWriterTGZ(path) as writer:  # members named ID.concrete, as concrete-python's
         for raw in raws:
-            comm_id = codec.read_string_field(raw, 1) or "unknown"
-            info = tarfile.TarInfo(f"{comm_id}.concrete")  # concrete-python's fetch-client names
-            info.size = len(raw)
-            info.mtime = int(time.time())
-            tar.addfile(info, io.BytesIO(raw))
+            await writer.write_raw(raw)
