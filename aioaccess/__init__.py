@@ -25,6 +25,8 @@ from .client import (
     ConnectionPool,
     FetchCommunicationClient,
     FetchCommunicationClientWrapper,
+    HTTPFetchCommunicationClientWrapper,
+    HTTPStoreCommunicationClientWrapper,
     StoreCommunicationClient,
     StoreCommunicationClientWrapper,
 )
@@ -37,6 +39,15 @@ from .exceptions import (
     InvalidCommId,
     InvalidCommunication,
     ProtocolError,
+)
+from .file_io import (
+    CommunicationReader,
+    CommunicationWriter,
+    CommunicationWriterTar,
+    CommunicationWriterTGZ,
+    CommunicationWriterZip,
+    read_communication_from_file,
+    write_communication_to_file,
 )
 from .handlers import (
     CommunicationContainerFetchHandler,
@@ -55,6 +66,11 @@ __all__ = [
     "BackendUnavailable",
     "CommunicationContainer",
     "CommunicationContainerFetchHandler",
+    "CommunicationReader",
+    "CommunicationWriter",
+    "CommunicationWriterTGZ",
+    "CommunicationWriterTar",
+    "CommunicationWriterZip",
     "ConnectionPool",
     "CorruptCommunication",
     "DirectoryBackedCommunicationContainer",
@@ -64,6 +80,8 @@ __all__ = [
     "FetchCommunicationClientWrapper",
     "FetchCommunicationServiceWrapper",
     "FrameTooLarge",
+    "HTTPFetchCommunicationClientWrapper",
+    "HTTPStoreCommunicationClientWrapper",
     "InvalidCommId",
     "InvalidCommunication",
     "MappingContainer",
@@ -84,7 +102,9 @@ __all__ = [
     "add_references_to_communication",
     "prefix_s3_key",
     "read_communication_from_buffer",
+    "read_communication_from_file",
     "unprefix_s3_key",
     "write_communication_to_buffer",
+    "write_communication_to_file",
     *_schema_all,
 ]

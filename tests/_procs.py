@@ -191,3 +191,14 @@ def aioaccess_server(tmp_path: Any, *argv: str) -> Any:
     """``python -m aioaccess ARGV --port P`` as a context manager yielding P."""
     port = unused_port()
     return server_process(tmp_path, [sys.executable, "-m", "aioaccess", *argv, "--port", str(port)], port)
+
+
+def concrete_script(name: str) -> list[str]:
+    """``[python, path]`` running concrete-python's script ``name`` (installed next to this interpreter)."""
+    import shutil
+
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    if not os.path.exists(path):
+        path = shutil.which(name) or ""
+    assert path, f"concrete-python's {name} is not installed (pip install concrete==4.18.2)"
+    return [sys.executable, path]

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import sys
-import tarfile
 import time
 from contextlib import AsyncExitStack
 from typing import Any
@@ -20,7 +18,7 @@ from ..handlers import CommunicationContainerFetchHandler
 from ..schema import FetchCommunicationService, ServicesException, StoreCommunicationService
 from ..server import Processor, Server
 from .errors import UsageError
-from .ops_commands import HTTPFetchClient, open_metrics, service_label, supervise
+from .ops_commands import open_metrics, service_label, supervise
 from .options import add_server_options, processor_options, server_config
 from .run import run, serve_until_signalled
 from .sources import add_backend_options, open_source, open_target
@@ -127,14 +125,14 @@ def fetch_client(args: argparse.Namespace) -> int:
 
 
 async def _fetch_client(args: argparse.Namespace) -> int:
-    from ..client import FetchCommunicationClient
+    from ..client import FetchCommunicationClient, HTTPFetchCommunicationClient
 
     ids = _read_ids(args)
     if not (ids or args.about or args.alive or args.count or args.get_ids):
         raise UsageError("nothing to do: give ids, or --about, --alive, --count or --get-ids")
     tls = client_tls(args)
     if args.uri:
-        client: Any = HTTPFetchClient(args.uri, timeout=args.timeout, ssl=tls)
+        client: Any = HTTPFetchCommunicationClient(args.uri, timeout=args.timeout, ssl=tls)
     else:
         client = FetchCommunicationClient.connect(args.host, args.port, timeout=args.timeout, ssl=tls)
     async def timed(name: str, call: Any) -> Any:  # --benchmark: time each call, as the reference does
@@ -164,7 +162,7 @@ async def _fetch_client(args: argparse.Namespace) -> int:
                     total = sum(map(len, raws))
                     print(f"Fetched {len(raws)} Communications ({total} bytes) in {elapsed:.4f} s", file=sys.stderr)
                 if args.save_as_tgz:
-                    _save_tgz(args.save_as_tgz, raws)
+                    await _save_tgz(args.save_as_tgz, raws)
                 else:
                     for raw in raws:
                         comm = codec.read_communication_from_buffer(raw, add_references=False)
@@ -181,11 +179,9 @@ async def _fetch_client(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save_tgz(path: str, raws: list[bytes]) -> None:
-    with tarfile.open(path, "w:gz") as tar:
+async def _save_tgz(path: str, raws: list[bytes]) -> None:
+    from ..file_io import CommunicationWriterTGZ
+
+    async with CommunicationWriterTGZ(path) as writer:  # members named ID.concrete, as concrete-python's
         for raw in raws:
-            comm_id = codec.read_string_field(raw, 1) or "unknown"
-            info = tarfile.TarInfo(f"{comm_id}.concrete")  # concrete-python's fetch-client names
-            info.size = len(raw)
-            info.mtime = int(time.time())
-            tar.addfile(info, io.BytesIO(raw))
+            await writer.write_raw(raw)

@@ -46,7 +46,9 @@ The format (every key but ``kind``, ``port`` and the kind's SOURCE/TARGET is opt
     fetch = "corpus"              # name of a fetch/relay service above, or source = "..."
     store = "store-1"             # name of a store service above, or target = "..."
     static = "/srv/www"           # optional static files
-    cors = false
+    cors = false                  # deprecated: the same as cors_origins = ["*"] (fetch only)
+    cors_origins = ["https://app.example.org"]   # origins whose pages may call fetch
+    cors_store = false            # ...and store
     header_timeout = 30.0         # seconds for a request head, from its first byte; 0 = never
     keepalive_timeout = 75.0      # seconds without a request before closing; 0 = never
     body_timeout = 60.0           # seconds for a request body, from its head (408); 0 = never
@@ -71,6 +73,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.s3_url import S3_CLIENTS
+from ..http.cors import CORSPolicy
 from ..server import ServerConfig
 from ..server.supervisor import is_worker
 from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
@@ -106,7 +109,7 @@ _KIND_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "store": {"target": str, "fsync": bool},
     "relay": {"upstream": str},
     "http": {"fetch": str, "store": str, "source": str, "target": str, "static": str, "cors": bool,
-             "client_max_size": int, "fsync": bool, **HTTP_LIMIT_KEYS},
+             "client_max_size": int, "fsync": bool, "cors_origins": list, "cors_store": bool, **HTTP_LIMIT_KEYS},
 }
 _REQUIRED = {"fetch": ("source",), "store": ("target",), "relay": ("upstream",), "http": ()}
 
@@ -280,6 +283,13 @@ def _service(path: str, index: int, table: dict[str, Any], backend: dict[str, An
             http_limits(options)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
+        if not all(isinstance(o, str) for o in options.get("cors_origins", ())):
+            raise ConfigError(f"{where}: cors_origins must be a list of strings")
+        try:
+            CORSPolicy([*options.get("cors_origins", ()), *(["*"] if options.get("cors") else [])],
+                       store=options.get("cors_store", False))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     name = options.pop("name", f"{kind}-{index}")
     host = options.pop("host", "127.0.0.1")
     del options["kind"]

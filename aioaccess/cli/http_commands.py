@@ -48,7 +48,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-fsync", action="store_true", help="directory stores: do not fsync before acknowledging")
     p.add_argument("--static-path", metavar="DIR", help="serve the files in DIR (e.g. HTML and JavaScript)")
     p.add_argument("--cors", action="store_true",
-                   help="send 'Access-Control-Allow-Origin: *' and answer CORS preflight requests")
+                   help="deprecated: the same as --cors-origin '*' (pages of every origin may call fetch, not store)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", dest="cors_origins",
+                   help="pages of ORIGIN (e.g. https://app.example.org, or '*') may call fetch; repeatable")
+    p.add_argument("--cors-store", action="store_true",
+                   help="the --cors-origin origins may call store too (default: fetch only)")
     p.add_argument("--client-max-size", type=int, default=DEFAULT_CLIENT_MAX_SIZE,
                    help=f"largest request body in bytes (default: {DEFAULT_CLIENT_MAX_SIZE})")
     add_http_limit_options(p)
@@ -155,8 +159,9 @@ async def _http_server(args: argparse.Namespace) -> int:
                 stack.push_async_callback(store_handler.aclose)
         try:
             app = create_app(fetch_handler, store_handler, static_path=args.static_path, cors=args.cors,
-                             client_max_size=args.client_max_size, body_timeout=body_timeout)
-        except FileNotFoundError as exc:
+                             client_max_size=args.client_max_size, body_timeout=body_timeout,
+                             cors_origins=args.cors_origins, cors_store=args.cors_store)
+        except (FileNotFoundError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
         http = HTTPServer(app, args.host, args.port, shutdown_timeout=args.graceful_timeout, limits=limits,
                           ssl_context=tls)

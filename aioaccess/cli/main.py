@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from .. import __version__
 from ..server.supervisor import is_worker, prepare_worker
-from . import bench, commands, copy_commands, http_commands, ops_commands
+from . import bench, commands, copy_commands, http_commands, ops_commands, s3_commands
 from .errors import UsageError
 
 __all__ = ["build_parser", "main"]
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     http_commands.register(sub)
     ops_commands.register(sub)
     copy_commands.register(sub)
+    s3_commands.register(sub)
     return parser
 
 

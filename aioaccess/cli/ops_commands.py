@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import logging
 import os
 import socket
 import sys
-import tarfile
 import time
-import zipfile
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
@@ -19,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 from .. import codec
 from ..codec import CodecError
 from ..schema import Communication
+from ..file_io import iter_files
 from ..server.supervisor import Supervisor, is_worker, reserve_port
 from .errors import UsageError
+from .progress import progress_bar
 from .run import run
 from .tls_options import add_client_tls_options, client_tls
 
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
     from .config_file import ServeConfig, ServiceSpec
 
 __all__ = [
-    "HTTPFetchClient",
-    "iter_raw_communications",
     "open_metrics",
     "register",
     "run_serve",
@@ -42,7 +39,10 @@ __all__ = [
 
 logger = logging.getLogger("aioaccess.cli")
 
-_SERVICES = ("FetchCommunication", "StoreCommunication")
+#: Every service name concrete-python's wait-concrete-service.py takes: each extends services.Service,
+#: whose alive() is all wait-service calls.
+_SERVICES = ("FetchCommunication", "StoreCommunication", "AnnotateCommunication", "ActiveLearnerClient",
+             "ActiveLearnerServer", "ResultsServer", "Search", "SearchProxy", "Feedback", "Summarization")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -149,98 +149,17 @@ def supervise(args: argparse.Namespace, binds: list[tuple[str, int]] | None = No
             sock.close()
 
 
-# -- fetch-client --uri ----------------------------------------------------------
-class HTTPFetchClient:
-    """FetchCommunicationService over HTTP/TJSON (concrete-python's THttpClient + TJSONProtocol).
-
-    Same calls as :class:`~aioaccess.client.FetchCommunicationClient`; ``fetch_raw``
-    returns compact bytes, re-encoded from the TJSON reply.
-    """
-
-    def __init__(self, uri: str, *, timeout: float | None = 60.0, ssl: Any = None) -> None:
-        self.uri = uri
-        self.timeout = timeout
-        self.ssl = ssl  # an SSLContext for https:// URIs (None: the system's CAs)
-        self.seqid = 0
-        self.session: Any = None
-
-    async def __aenter__(self) -> HTTPFetchClient:
-        import aiohttp
-
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
-                                             connector=aiohttp.TCPConnector(ssl=self.ssl or True))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.session.close()
-
-    async def call(self, name: str, *args: Any) -> Any:
-        import aiohttp
-        from thriftpy2.thrift import TApplicationException
-
-        from ..codec import tjson
-        from ..schema import FetchCommunicationService
-
-        args_cls = getattr(FetchCommunicationService, f"{name}_args")
-        spec = args_cls.thrift_spec
-        obj = args_cls(**{spec[fid][1]: a for fid, a in zip(sorted(spec), args, strict=False)})
-        self.seqid += 1
-        body = tjson.build_message(name, tjson.CALL, self.seqid, tjson.struct_to_tjson(obj))
-        try:
-            async with self.session.post(self.uri, data=body, headers={"Content-Type": "application/x-thrift",
-                                                                        "Accept": "application/x-thrift"}) as resp:
-                data = await resp.read()
-                if resp.status != 200:
-                    reason = data[:200].decode(errors="replace")
-                    raise ConnectionError(f"{self.uri} answered HTTP {resp.status}: {reason}")
-        except aiohttp.ClientError as exc:
-            raise ConnectionError(f"{self.uri}: {exc}") from exc
-        msg = tjson.parse_message(data)
-        if msg.mtype == tjson.EXCEPTION:
-            exc_doc = msg.args
-            raise TApplicationException(int(exc_doc.get("2", {}).get("i32", 0)), exc_doc.get("1", {}).get("str"))
-        result_cls = getattr(FetchCommunicationService, f"{name}_result")
-        result = codec.gc_untrack(tjson.struct_from_doc(msg.args, result_cls))  # as decode() leaves objects
-        rspec = result_cls.thrift_spec
-        for fid in sorted(rspec):
-            if fid != 0 and getattr(result, rspec[fid][1]) is not None:
-                raise getattr(result, rspec[fid][1])
-        return result.success
-
-    async def about(self) -> Any:
-        return await self.call("about")
-
-    async def alive(self) -> bool:
-        return bool(await self.call("alive"))
-
-    async def getCommunicationCount(self) -> int:
-        return int(await self.call("getCommunicationCount"))
-
-    async def fetch(self, request: Any, *, add_references: bool = False) -> Any:
-        """The FetchResult, as ``FetchCommunicationClient.fetch`` gives it."""
-        from ..client.client import with_references
-
-        return with_references(await self.call("fetch", request), add_references)
-
-    async def getCommunicationIDs(self, offset: int, count: int) -> list[str]:
-        return list(await self.call("getCommunicationIDs", offset, count) or ())
-
-    async def fetch_raw(self, ids: list[str]) -> list[bytes]:
-        from ..schema import FetchRequest
-
-        result = await self.call("fetch", FetchRequest(communicationIds=list(ids)))
-        return [codec.write_communication_to_buffer(c) for c in result.communications or ()]
-
-
 # -- wait-service ------------------------------------------------------------
 def wait_service(args: argparse.Namespace) -> int:
     return run(_wait_service(args))
 
 
 async def _wait_service(args: argparse.Namespace) -> int:
-    from ..client import FetchCommunicationClient, StoreCommunicationClient
+    from ..client import ConcreteServiceClient
+    from ..schema import Service
 
-    client_cls = FetchCommunicationClient if args.service_name == "FetchCommunication" else StoreCommunicationClient
+    class client_cls(ConcreteServiceClient):  # noqa: N801 - about() and alive(), common to every service
+        service = Service
     where = f"{args.service_name} service at {args.host}:{args.port}"
     logger.info("Waiting for %s to come up", where)
     started = time.monotonic()
@@ -262,36 +181,6 @@ async def _wait_service(args: argparse.Namespace) -> int:
 
 
 # -- store-client ------------------------------------------------------------
-def iter_raw_communications(path: str) -> Iterator[tuple[str, bytes]]:
-    """Yield ``(name, bytes)`` for each stored file under ``path`` (archives opened, .gz inflated)."""
-    if os.path.isdir(path):
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for name in sorted(files):
-                if not name.startswith("."):
-                    yield from iter_raw_communications(os.path.join(root, name))
-        return
-    lower = path.lower()
-    if lower.endswith(".zip"):
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if not info.is_dir():
-                    yield f"{path}:{info.filename}", zf.read(info)
-    elif lower.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
-        with tarfile.open(path) as tar:
-            for member in tar:
-                if member.isfile():
-                    f = tar.extractfile(member)
-                    assert f is not None
-                    yield f"{path}:{member.name}", f.read()
-    elif lower.endswith(".gz"):
-        with gzip.open(path, "rb") as f:
-            yield path, f.read()
-    else:
-        with open(path, "rb") as f:
-            yield path, f.read()
-
-
 def split_communications(name: str, data: bytes) -> list[tuple[str, bytes]]:
     """Split one file's bytes into ``(id, raw)`` Communications (files may hold several back to back)."""
     out = []
@@ -343,22 +232,18 @@ class _Tally:
 
 
 async def _store_client(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from ..client import StoreCommunicationClient
 
     client = StoreCommunicationClient.pooled(args.host, args.port, max_connections=args.concurrency,
                                              timeout=args.timeout, ssl=client_tls(args))
     tally = _Tally()
     queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=args.concurrency * 4)
-    progress = Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
-                        DownloadColumn(), TimeElapsedColumn(), transient=False,
-                        disable=args.no_progress or not sys.stderr.isatty())
+    progress = progress_bar(args.no_progress)
     bar = progress.add_task("storing", total=await asyncio.to_thread(plain_total, args.inputs))
 
     async def produce() -> None:
         for path in args.inputs:
-            files = iter_raw_communications(path)
+            files = iter_files(path, recursive=True, skip_hidden=True)
             while batch := await asyncio.to_thread(_read_batch, files, 64):
                 for name, data in batch:
                     try:
@@ -507,7 +392,8 @@ async def _http_server(spec: ServiceSpec, handlers: dict[str, Any], fetch_handle
     store = handlers[opts["store"]] if "store" in opts else None
     if "target" in opts:
         store = await open_target(opts["target"], spec.backend, stack)
-    kwargs: dict[str, Any] = {"static_path": opts.get("static"), "cors": opts.get("cors", False)}
+    kwargs: dict[str, Any] = {"static_path": opts.get("static"), "cors": opts.get("cors", False),
+                              "cors_origins": opts.get("cors_origins", ()), "cors_store": opts.get("cors_store", False)}
     if "client_max_size" in opts:
         kwargs["client_max_size"] = opts["client_max_size"]
     limits, kwargs["body_timeout"] = http_limits(opts, config.server.max_connections)

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from .client import ConcreteServiceClient, FetchCommunicationClient, StoreCommunicationClient, TApplicationException
 from .connection import Connection, ConnectionPool, PoolTimeout
+from .http import (
+    HTTPConcreteServiceClient,
+    HTTPConcreteServiceClientWrapper,
+    HTTPFetchCommunicationClient,
+    HTTPFetchCommunicationClientWrapper,
+    HTTPStoreCommunicationClient,
+    HTTPStoreCommunicationClientWrapper,
+)
 from .wrappers import ConcreteServiceClientWrapper, FetchCommunicationClientWrapper, StoreCommunicationClientWrapper
 
 __all__ = [
@@ -13,6 +21,12 @@ __all__ = [
     "ConnectionPool",
     "FetchCommunicationClient",
     "FetchCommunicationClientWrapper",
+    "HTTPConcreteServiceClient",
+    "HTTPConcreteServiceClientWrapper",
+    "HTTPFetchCommunicationClient",
+    "HTTPFetchCommunicationClientWrapper",
+    "HTTPStoreCommunicationClient",
+    "HTTPStoreCommunicationClientWrapper",
     "PoolTimeout",
     "StoreCommunicationClient",
     "StoreCommunicationClientWrapper",

@@ -51,22 +51,10 @@ class ConcreteServiceClient:
 
     async def call(self, name: str, *args: Any) -> Any:
         """Call method ``name`` with positional ``args``; return its result."""
-        args_cls = getattr(self.service, f"{name}_args")
-        spec = args_cls.thrift_spec
-        obj = args_cls(**{spec[fid][1]: a for fid, a in zip(sorted(spec), args, strict=False)})
-        reply = await self._roundtrip(name, codec.encode(obj))
+        reply = await self._roundtrip(name, codec.encode(call_args(self.service, name, args)))
         header = parse_header(reply)
-        result_cls = getattr(self.service, f"{name}_result")
-        result = codec.decode(reply, result_cls, header.body_offset)[0]
-        rspec = result_cls.thrift_spec
-        for fid in sorted(rspec):
-            if fid != 0 and getattr(result, rspec[fid][1]) is not None:
-                raise getattr(result, rspec[fid][1])
-        if 0 in rspec:
-            if result.success is None:
-                raise TApplicationException(TApplicationException.MISSING_RESULT, f"{name} returned no result")
-            return result.success
-        return None
+        result = codec.decode(reply, getattr(self.service, f"{name}_result"), header.body_offset)[0]
+        return unwrap_result(name, result)
 
     async def _roundtrip(self, name: str, args: bytes) -> bytes:
         seqid = self.transport.next_seqid()
@@ -109,6 +97,26 @@ class ConcreteServiceClient:
                timeout: float | None = DEFAULT_TIMEOUT, ssl: SSLContext | None = None) -> Any:
         """A client many tasks can share, over a pool of persistent connections; over TLS with ``ssl``."""
         return cls(ConnectionPool(host, port, max_connections=max_connections, timeout=timeout, ssl=ssl))
+
+
+def call_args(service: Any, name: str, args: Sequence[Any]) -> Any:
+    """The ``{name}_args`` struct of ``service`` holding positional ``args``."""
+    args_cls = getattr(service, f"{name}_args")
+    spec = args_cls.thrift_spec
+    return args_cls(**{spec[fid][1]: a for fid, a in zip(sorted(spec), args, strict=False)})
+
+
+def unwrap_result(name: str, result: Any) -> Any:
+    """The value of a ``{name}_result`` struct; raise the declared exception it carries."""
+    rspec = result.thrift_spec
+    for fid in sorted(rspec):
+        if fid != 0 and getattr(result, rspec[fid][1]) is not None:
+            raise getattr(result, rspec[fid][1])
+    if 0 in rspec:
+        if result.success is None:
+            raise TApplicationException(TApplicationException.MISSING_RESULT, f"{name} returned no result")
+        return result.success
+    return None
 
 
 class FetchCommunicationClient(ConcreteServiceClient):

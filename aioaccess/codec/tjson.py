@@ -33,6 +33,7 @@ __all__ = [
     "build_message",
     "fetch_reply",
     "parse_message",
+    "peek_call",
     "struct_from_doc",
     "struct_to_doc",
     "struct_to_tjson",
@@ -101,6 +102,21 @@ def parse_message(data: bytes | str) -> TJSONMessage:
     if not isinstance(args, dict):
         raise TJSONError("TJSON arguments are not a struct object")
     return TJSONMessage(name, mtype, seqid, args)
+
+
+_CALL_HEAD = re.compile(rb'\s*\[\s*1\s*,\s*"([A-Za-z_][A-Za-z0-9_.]{0,127})"\s*,\s*1\s*,\s*(-?[0-9]{1,10})\s*,')
+
+
+def peek_call(data: bytes) -> tuple[str, int] | None:
+    """``(name, seqid)`` of a body that starts like a TJSON call, however broken the rest, else None.
+
+    Lets a server answer a call it cannot read with a TApplicationException the
+    caller can match to its request.
+    """
+    match = _CALL_HEAD.match(data)
+    if match is None or not -(2**31) <= int(match[2]) < 2**31:
+        return None
+    return match[1].decode("ascii"), int(match[2])
 
 
 def build_message(name: str, mtype: int, seqid: int, struct_json: str | bytes) -> bytes:

@@ -4,10 +4,12 @@
 ``POST /store_http_endpoint/`` StoreCommunicationService calls, both in Apache
 Thrift's TJSONProtocol.  A fetch is answered from compact bytes
 (``handler.fetch_raw``) transcoded piece by piece, never decoded into objects.
-Bodies that are not TJSON (not UTF-8, nested too deeply, ...), of the wrong
-content type, too large or too slow to arrive get an HTTP 4xx with a one-line
-reason; a TJSON call with bad arguments gets a TApplicationException, as from
-the Thrift server.  Run it with :class:`HTTPServer` or :func:`serve_http` on
+Bodies that are not TJSON (not UTF-8, nested too deeply, ...), too large or
+too slow to arrive get an HTTP 4xx with a one-line reason (a broken TJSON call
+whose name and seqid can be read gets a TApplicationException instead); a store call whose
+content type needs no CORS preflight a TApplicationException (``http.cors``);
+a TJSON call with bad arguments gets a TApplicationException, as from the
+Thrift server.  Run it with :class:`HTTPServer` or :func:`serve_http` on
 the loop that runs the Thrift listeners.
 """
 
@@ -18,7 +20,7 @@ import contextlib
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -33,6 +35,7 @@ from ..server.server import reserve_fds
 from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
 from .body import BodyTooLarge, read_limited, release_refusals
 from .limits import ConnectionGuard, HTTPLimits
+from .cors import CORSPolicy, store_content_type_problem
 
 __all__ = [
     "CONTENT_TYPE",
@@ -54,8 +57,6 @@ FETCH_PATH = "/fetch_http_endpoint/"
 STORE_PATH = "/store_http_endpoint/"
 #: What Apache's THttpClient sends and what the endpoint answers with.
 CONTENT_TYPE = "application/x-thrift"
-#: Content types accepted for TJSON bodies (the Thrift JavaScript library sends the second).
-ACCEPTED_CONTENT_TYPES = frozenset({CONTENT_TYPE, "application/vnd.apache.thrift.json", "application/json"})
 #: Largest request body accepted by default, in bytes.
 DEFAULT_CLIENT_MAX_SIZE = 64 * 1024 * 1024
 #: Seconds a request body may take to arrive, by default (a client that stalls mid-body gets a 408).
@@ -94,8 +95,11 @@ class TJSONEndpoint:
     ServicesException, as the Thrift server refuses it.
     """
 
-    def __init__(self, service: Any, handler: Any, *, max_reply_size: int = DEFAULT_MAX_REPLY_SIZE) -> None:
+    def __init__(self, service: Any, handler: Any, *, max_reply_size: int = DEFAULT_MAX_REPLY_SIZE,
+                 preflighted_only: bool = False) -> None:
         self.service = service
+        #: Refuse requests whose content type needs no CORS preflight (the store rule of ``http.cors``).
+        self.preflighted_only = preflighted_only
         self.handler = handler
         self.max_reply_size = max_reply_size
         self.methods = {name: _Method(service, name) for name in service.thrift_services
@@ -104,9 +108,7 @@ class TJSONEndpoint:
 
     async def handle(self, request: web.Request) -> web.Response:
         """The aiohttp request handler."""
-        if request.content_type not in ACCEPTED_CONTENT_TYPES:
-            raise _bad(web.HTTPUnsupportedMediaType,
-                       f"unsupported content type {request.content_type!r}: expected {CONTENT_TYPE}")
+        refused = store_content_type_problem(request) if self.preflighted_only else None
         max_size = request.app[_MAX_SIZE]
         if request.content_length is not None and request.content_length > max_size:
             raise _bad(web.HTTPRequestEntityTooLarge,
@@ -116,9 +118,20 @@ class TJSONEndpoint:
         try:
             msg = tjson.parse_message(body)
         except tjson.TJSONError as exc:
+            if (call := tjson.peek_call(body)) is not None:  # answer it: Apache's JS library hangs on a 4xx
+                logger.info("Refusing %s: %s", call[0], refused or exc)
+                return web.Response(body=tjson.application_exception(
+                    *call, _PROTOCOL_ERROR, refused or f"Cannot read the {call[0]} call: {exc}"),
+                    content_type=CONTENT_TYPE)
+            if refused is not None:
+                raise _bad(web.HTTPUnsupportedMediaType, refused) from None
             raise _bad(web.HTTPBadRequest, str(exc)) from None
         if msg.mtype != tjson.CALL:
             raise _bad(web.HTTPBadRequest, f"TJSON message type {msg.mtype} is not a call (1)")
+        if refused is not None:  # a TJSON answer, which Apache's JavaScript library reports (a 415 hangs it)
+            logger.info("Refusing %s: %s", msg.name, refused)
+            return web.Response(body=tjson.application_exception(msg.name, msg.seqid, _PROTOCOL_ERROR, refused),
+                                content_type=CONTENT_TYPE)
         try:
             reply = await self.answer(msg)
         except Exception as exc:  # e.g. a handler result that does not fit the method's result type
@@ -218,7 +231,7 @@ async def _read_body(request: web.Request) -> bytes:
 
 _MAX_SIZE: web.AppKey[int] = web.AppKey("client_max_size", int)
 _BODY_TIMEOUT: web.AppKey[float | None] = web.AppKey("body_timeout", object)
-_CORS: web.AppKey[bool] = web.AppKey("cors", bool)
+_CORS: web.AppKey[CORSPolicy] = web.AppKey("cors", CORSPolicy)
 
 
 def _bad(cls: type[web.HTTPException], reason: str, **kwargs: Any) -> web.HTTPException:
@@ -226,38 +239,21 @@ def _bad(cls: type[web.HTTPException], reason: str, **kwargs: Any) -> web.HTTPEx
     return cls(text=reason + "\n", **kwargs)
 
 
-@web.middleware
-async def _cors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers["Access-Control-Allow-Origin"] = "*"
-        raise
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    return response
-
-
-async def _preflight(request: web.Request) -> web.Response:
-    headers = {
-        "Access-Control-Allow-Origin": "*",
-        "Access-Control-Allow-Methods": "POST, OPTIONS",
-        "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", "Content-Type"),
-        "Access-Control-Max-Age": "86400",
-    }
-    return web.Response(status=204, headers=headers)
-
-
 def create_app(fetch_handler: Any = None, store_handler: Any = None, *, static_path: str | os.PathLike[str] | None
                = None, cors: bool = False, client_max_size: int = DEFAULT_CLIENT_MAX_SIZE,
                body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
-               max_reply_size: int = DEFAULT_MAX_REPLY_SIZE) -> web.Application:
+               max_reply_size: int = DEFAULT_MAX_REPLY_SIZE, cors_origins: Iterable[str] = (),
+               cors_store: bool = False) -> web.Application:
     """An aiohttp app with the fetch and/or store TJSON endpoints (and static files from ``static_path``).
 
     ``fetch_handler``: anything with the FetchCommunicationService methods (its
     ``fetch_raw`` is used for ``fetch`` when present), e.g. a
     ``CommunicationContainerFetchHandler`` or a ``RelayFetchHandler``;
-    ``store_handler``: any store handler.  ``cors`` adds
-    ``Access-Control-Allow-Origin: *`` and answers OPTIONS preflights.
+    ``store_handler``: any store handler.  CORS (``http.cors``): pages of
+    ``cors_origins`` (exact origins, or ``"*"``) may call fetch, and store too
+    with ``cors_store``; ``cors=True`` is the old switch, now the same as
+    ``cors_origins=["*"]`` (fetch only).  Store takes only content types that
+    force a preflight; fetch takes any.
     A request body larger than ``client_max_size`` bytes gets a 413, one
     that has not arrived in full ``body_timeout`` seconds after its headers
     a 408 (None: wait for ever).  A fetch of Communications adding up to more
@@ -267,19 +263,22 @@ def create_app(fetch_handler: Any = None, store_handler: Any = None, *, static_p
         raise ValueError(f"client_max_size must be >= 1, not {client_max_size}")
     if body_timeout is not None and not body_timeout > 0:
         raise ValueError(f"body_timeout must be > 0 or None, not {body_timeout}")
-    app = web.Application(client_max_size=client_max_size, middlewares=[_cors_middleware] if cors else [])
+    policy = CORSPolicy([*cors_origins, *(["*"] if cors else [])], store=cors_store)
+    app = web.Application(client_max_size=client_max_size, middlewares=[policy.middleware(STORE_PATH)] if policy
+                          else [])
     app.middlewares.append(release_refusals)  # innermost: a refusal lets go of the body at once
     app[_MAX_SIZE] = client_max_size
     app[_BODY_TIMEOUT] = body_timeout
-    app[_CORS] = cors
+    app[_CORS] = policy
     for path, key, service, handler in ((FETCH_PATH, FETCH_HANDLER, FetchCommunicationService, fetch_handler),
                                         (STORE_PATH, STORE_HANDLER, StoreCommunicationService, store_handler)):
         if handler is None:
             continue
         app[key] = handler
-        app.router.add_post(path, TJSONEndpoint(service, handler, max_reply_size=max_reply_size).handle)
-        if cors:
-            app.router.add_route("OPTIONS", path, _preflight)
+        app.router.add_post(path, TJSONEndpoint(service, handler, max_reply_size=max_reply_size,
+                                                preflighted_only=path == STORE_PATH).handle)
+        if policy:
+            app.router.add_route("OPTIONS", path, policy.preflight(STORE_PATH))
     if static_path is not None:
         root = os.path.realpath(os.fspath(static_path))
         if not os.path.isdir(root):

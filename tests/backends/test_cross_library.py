@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _concrete_s3 import concrete_python_s3
 from concrete.util import write_communication_to_buffer
 from concrete.util.access import RedisHashBackedStoreHandler as CpRedisStore
 from concrete.util.access import prefix_s3_key as cp_prefix_s3_key
@@ -96,56 +95,6 @@ async def test_concrete_python_reads_what_aioaccess_stored_in_redis(sync_redis: 
 
 
 # -- S3 ------------------------------------------------------------------------
-# boto 2 installs a six meta-path importer that makes every later import in the
-# process warn (ImportWarning), so concrete-python's S3 side runs in a subprocess.
-_BOTO_SCRIPT = r"""
-import os, sys, time
-from urllib.parse import urlsplit
-import boto, boto.exception, boto.s3.connection
-from concrete.util import read_communication_from_file, write_communication_to_buffer
-from concrete.util.access import S3BackedStoreHandler
-from concrete.util.comm_container import S3BackedCommunicationContainer
-
-
-def retry(fn, *args):
-    # moto reads a SigV2 "AWS key:signature" header as SigV4 when the base64 signature holds
-    # exactly four '/', and answers 500; a second later the Date, and so the signature, differ.
-    for attempt in range(5):
-        try:
-            return fn(*args)
-        except boto.exception.BotoServerError as exc:
-            if exc.status != 500 or attempt == 4:
-                raise
-            time.sleep(1.1)
-
-
-mode, endpoint, bucket_name, prefix_len, folder = sys.argv[1:]
-prefix_len = int(prefix_len)
-url = urlsplit(endpoint)
-conn = boto.connect_s3(host=url.hostname, port=url.port, is_secure=False,
-                       calling_format=boto.s3.connection.OrdinaryCallingFormat())
-bucket = retry(conn.get_bucket, bucket_name)
-if mode == "store":
-    handler = S3BackedStoreHandler(bucket, prefix_len)
-    for name in sorted(os.listdir(folder)):
-        retry(handler.store, read_communication_from_file(os.path.join(folder, name)))
-else:
-    container = S3BackedCommunicationContainer(bucket, prefix_len)
-    ids = retry(list, container)
-    assert retry(len, container) == len(ids)
-    for comm_id in ids:
-        assert retry(container.__contains__, comm_id)
-        with open(os.path.join(folder, comm_id + ".comm"), "wb") as f:
-            f.write(write_communication_to_buffer(retry(container.__getitem__, comm_id)))
-conn.close()
-"""
-
-
-def _concrete_python_s3(mode: str, endpoint: str, bucket: str, prefix_len: int, folder: str) -> None:
-    subprocess.run([sys.executable, "-c", _BOTO_SCRIPT, mode, endpoint, bucket, str(prefix_len), folder],
-                   check=True, stdin=subprocess.DEVNULL, timeout=120)
-
-
 @pytest.mark.s3
 @pytest.mark.parametrize("prefix_len", [4, 0])
 async def test_aioaccess_reads_what_concrete_python_stored_in_s3(s3_server: str, s3_client: Any, s3_bucket: str,
@@ -153,7 +102,7 @@ async def test_aioaccess_reads_what_concrete_python_stored_in_s3(s3_server: str,
                                                                   tmp_path: Any) -> None:
     for comm in comms:
         (tmp_path / f"{comm.id}.comm").write_bytes(write_communication_to_buffer(comm))
-    await asyncio.to_thread(_concrete_python_s3, "store", s3_server, s3_bucket, prefix_len, os.fspath(tmp_path))
+    await asyncio.to_thread(concrete_python_s3, "store", s3_server, s3_bucket, prefix_len, os.fspath(tmp_path))
     container = S3BackedCommunicationContainer(s3_client, s3_bucket, prefix_len)
     for comm in comms:
         assert await container.get_raw(comm.id) == write_communication_to_buffer(comm)
@@ -167,6 +116,6 @@ async def test_concrete_python_reads_what_aioaccess_stored_in_s3(s3_server: str,
     handler = S3BackedStoreHandler(s3_client, s3_bucket, prefix_len=4)
     for comm in comms:
         await handler.store_raw(comm.id, write_communication_to_buffer(comm))
-    await asyncio.to_thread(_concrete_python_s3, "read", s3_server, s3_bucket, 4, os.fspath(tmp_path))
+    await asyncio.to_thread(concrete_python_s3, "read", s3_server, s3_bucket, 4, os.fspath(tmp_path))
     assert {p.stem: p.read_bytes() for p in tmp_path.iterdir()} == \
         {c.id: write_communication_to_buffer(c) for c in comms}

@@ -20,7 +20,7 @@ from aioaccess import (
     MemoryBackedCommunicationContainer,
     codec,
 )
-from aioaccess.cli.ops_commands import HTTPFetchClient
+from aioaccess.client import HTTPFetchCommunicationClient
 from aioaccess.http import HTTPServer, create_app
 
 COMPILED = codec.IMPLEMENTATION == "c"
@@ -81,7 +81,7 @@ async def test_http_fetch_client(comm_dir: str, cp_comms: list[Any]) -> None:
     http = HTTPServer(create_app(handler), "127.0.0.1", 0)
     await http.start()
     try:
-        async with HTTPFetchClient(http.url + "/fetch_http_endpoint/") as client:
+        async with HTTPFetchCommunicationClient(http.url + "/fetch_http_endpoint/") as client:
             check((await client.fetch(FetchRequest(communicationIds=ids))).communications, comm_dir, False)
             result = await client.fetch(FetchRequest(communicationIds=ids), add_references=True)
             check(result.communications, comm_dir, True)

