@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from ..codec import CodecError
-from ..schema import Communication
 from ..file_io import iter_files
+from ..schema import Communication
 from ..server.supervisor import Supervisor, is_worker, reserve_port
 from .errors import UsageError
 from .progress import progress_bar

@@ -26,8 +26,8 @@ from ..codec import CodecError
 from ..exceptions import AioaccessError, BackendUnavailable
 from ..handlers import DirectoryBackedStoreHandler
 from .errors import UsageError
-from .tls_options import client_tls
 from .redis_sources import pipe_source, pipe_target, uses_pipe
+from .tls_options import client_tls
 
 __all__ = ["add_backend_options", "open_source", "open_target", "parse_fetch_url", "sample_path"]
 

@@ -34,8 +34,8 @@ from ..schema import Communication, FetchCommunicationService, StoreCommunicatio
 from ..server.server import reserve_fds
 from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
 from .body import BodyTooLarge, read_limited, release_refusals
-from .limits import ConnectionGuard, HTTPLimits
 from .cors import CORSPolicy, store_content_type_problem
+from .limits import ConnectionGuard, HTTPLimits
 
 __all__ = [
     "CONTENT_TYPE",

@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import json
 import os
-import uuid
 from typing import Any
 
 import pytest
