@@ -28,7 +28,6 @@ from typing import IO, Any
 
 from . import codec
 from .backends.memory import split_communications
-from .references import add_references_to_communication
 from .schema import Communication
 
 __all__ = [
@@ -120,7 +119,7 @@ class CommunicationReader:
     """``async for (comm, filename) in CommunicationReader(path)``: every Communication under ``path``.
 
     Same arguments and defaults as concrete-python's (``add_references=True``
-    adds :func:`~aioaccess.references.add_references_to_communication`'s links).
+    adds :func:`~aioaccess.codec.add_references_to_communication`'s links).
     A file that holds something other than Communications raises
     ``CorruptCommunication`` when the reader reaches it.
     """
@@ -173,9 +172,7 @@ class CommunicationReader:
 
     def _decode_batch(self, out: list[tuple[Any, str]], size: int) -> list[tuple[Any, str]]:
         for raw, name in self._raws:
-            comm = codec.read_communication_from_buffer(raw)
-            if self.add_references:
-                add_references_to_communication(comm)
+            comm = codec.read_communication_from_buffer(raw, add_references=self.add_references)
             out.append((comm, name))
             size += len(raw)
             if len(out) >= BATCH_COUNT or size >= BATCH_BYTES:
@@ -202,10 +199,7 @@ async def read_communication_from_file(communication_filename: str | os.PathLike
 
     def read() -> Communication:
         with open(communication_filename, "rb") as f:
-            comm = codec.read_communication_from_buffer(f.read())
-        if add_references:
-            add_references_to_communication(comm)
-        return comm
+            return codec.read_communication_from_buffer(f.read(), add_references=add_references)
 
     return await asyncio.to_thread(read)
 

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .codec import read_communication_from_buffer, write_communication_to_buffer
-from .references import add_references_to_communication
 from .schema import Communication
 
 __all__ = [
@@ -43,10 +42,7 @@ async def _key_type(redis_db: Any, key: str, error: type[Exception]) -> str:
 
 
 def _decode(buf: bytes, add_references: bool) -> Communication:
-    comm = read_communication_from_buffer(buf)
-    if add_references:
-        add_references_to_communication(comm)
-    return comm
+    return read_communication_from_buffer(buf, add_references=add_references)
 
 
 async def read_communication_from_redis_key(redis_db: Any, key: str, add_references: bool = True

@@ -177,15 +177,11 @@ async def test_reading_a_large_tgz_does_not_stall_the_loop(tmp_path: Path) -> No
 def _blocking_read(path: str, add_references: bool) -> list[tuple[Any, str]]:
     from aioaccess.backends.memory import split_communications
     from aioaccess.file_io import iter_files
-    from aioaccess.references import add_references_to_communication
 
     out = []
     for name, data in iter_files(path):
         for raw in split_communications(data, name):
-            comm = codec.read_communication_from_buffer(raw)
-            if add_references:
-                add_references_to_communication(comm)
-            out.append((comm, name))
+            out.append((codec.read_communication_from_buffer(raw, add_references=add_references), name))
     return out
 
 
