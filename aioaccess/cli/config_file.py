@@ -61,7 +61,8 @@ service's own table, overriding ``[backend]``.
 Every service may also have ``tls_cert``, ``tls_key`` and ``tls_client_ca`` (the
 server flags ``--tls-cert``...: TLS, mutual TLS); ``upstream_tls``,
 ``upstream_tls_ca``, ``upstream_tls_cert`` and ``upstream_tls_key`` are backend keys
-(a relay's upstream, ``fetch://`` sources).
+(a relay's upstream, ``fetch://`` sources); ``[server]`` takes ``tls_handshake_timeout``
+(seconds, default 10).
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ _SERVER_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "workers": (int, 1),
     "metrics_port": (int, None),
     "metrics_host": (str, "127.0.0.1"),
+    "tls_handshake_timeout": ((int, float), 10.0),
 }
 
 _COMMON_KEYS = {"name": str, "kind": str, "host": str, "port": int, "tls_cert": str, "tls_key": str,
@@ -207,7 +209,8 @@ def parse_config(data: dict[str, Any], path: str = "CONFIG.toml") -> ServeConfig
     config = ServerConfig(max_frame_size=opts["max_frame_size"], max_buffered_bytes=opts["max_buffered_bytes"],
                           idle_timeout=float(opts["idle_timeout"]) or None,
                           max_connections=opts["max_connections"], graceful_timeout=float(opts["graceful_timeout"]),
-                          backlog=opts["backlog"], reuse_port=is_worker())
+                          backlog=opts["backlog"], reuse_port=is_worker(),
+                          tls_handshake_timeout=float(opts["tls_handshake_timeout"]))
     try:
         config.validate()
     except ValueError as exc:

@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="event loop implementation (default: auto = uvloop when installed)")
     _add_upstream_options(p, relay_only=True)
     add_backend_options(p)
-    add_server_tls_options(p)
+    add_server_tls_options(p, handshake_timeout=False)  # aiohttp keeps its own (60 s)
     p.set_defaults(func=http_server)
 
 

@@ -101,6 +101,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_connections=args.max_connections,
         graceful_timeout=args.graceful_timeout,
         reuse_port=is_worker(),
+        tls_handshake_timeout=args.tls_handshake_timeout,
     )
     try:
         config.validate()

@@ -12,13 +12,17 @@ from .errors import UsageError
 __all__ = ["add_client_tls_options", "add_server_tls_options", "client_tls", "server_tls", "server_tls_from"]
 
 
-def add_server_tls_options(parser: argparse.ArgumentParser) -> None:
+def add_server_tls_options(parser: argparse.ArgumentParser, *, handshake_timeout: bool = True) -> None:
+    """``--tls-cert``, ``--tls-key``, ``--tls-client-ca`` (and ``--tls-handshake-timeout`` for Thrift servers)."""
     group = parser.add_argument_group("TLS (default: plaintext, as concrete-python)")
     group.add_argument("--tls-cert", metavar="PEM", help="serve over TLS with this certificate (chain)")
     group.add_argument("--tls-key", metavar="PEM", help="its private key, when not in the --tls-cert file")
     group.add_argument("--tls-client-ca", metavar="PEM",
                        help="mutual TLS: only clients presenting a certificate signed by these CAs may connect "
                        "(on a store server: who may store)")
+    if handshake_timeout:
+        group.add_argument("--tls-handshake-timeout", type=float, default=10.0, metavar="S",
+                           help="close a connection whose TLS handshake takes longer (default: 10)")
 
 
 _SERVER_FLAGS = ("--tls-cert", "--tls-key", "--tls-client-ca")

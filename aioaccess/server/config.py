@@ -30,6 +30,8 @@ class ServerConfig:
     backlog: int = 2048
     #: Bind with SO_REUSEPORT (several processes on one port).
     reuse_port: bool = False
+    #: Seconds a TLS listener's client has to finish its handshake (the idle timer starts after it).
+    tls_handshake_timeout: float = 10.0
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting out of range."""
@@ -41,5 +43,7 @@ class ServerConfig:
             raise ValueError(f"max_connections must be >= 1, not {self.max_connections}")
         if self.graceful_timeout < 0:
             raise ValueError(f"graceful_timeout must be >= 0, not {self.graceful_timeout}")
+        if self.tls_handshake_timeout <= 0:
+            raise ValueError(f"tls_handshake_timeout must be > 0, not {self.tls_handshake_timeout}")
         if self.max_buffered_bytes < 1:
             raise ValueError(f"max_buffered_bytes must be >= 1, not {self.max_buffered_bytes}")

@@ -130,13 +130,17 @@ class Server:
                 def factory(p: Processor = listener.processor) -> FramedProtocol:
                     return FramedProtocol(p, self.state)
 
+                tls: dict[str, Any] = {}
+                if listener.ssl is not None:
+                    tls = {"ssl": listener.ssl, "ssl_handshake_timeout": self.config.tls_handshake_timeout}
+
                 if listener.sock is not None:
                     listener.server = await loop.create_server(factory, sock=listener.sock,
-                                                               backlog=self.config.backlog, ssl=listener.ssl)
+                                                               backlog=self.config.backlog, **tls)
                 else:
                     listener.server = await loop.create_server(
                         factory, listener.host, listener.port, backlog=self.config.backlog,
-                        reuse_address=True, reuse_port=self.config.reuse_port or None, ssl=listener.ssl,
+                        reuse_address=True, reuse_port=self.config.reuse_port or None, **tls,
                     )
                 logger.info("Serving %s on %s:%d%s", type(listener.processor.handler).__name__,
                             listener.host, listener.bound_port, " (TLS)" if listener.ssl is not None else "")

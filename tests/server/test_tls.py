@@ -35,7 +35,7 @@ from aioaccess import (
     StoreCommunicationClient,
     ZipFileBackedCommunicationContainer,
 )
-from aioaccess.server import protocol
+from aioaccess.server import ServerConfig, protocol
 from aioaccess.tls import TLSConfigError, client_context, server_context
 
 
@@ -263,3 +263,20 @@ async def test_bench_fetch_over_tls(certs: Certs, comms_dir: tuple[str, dict[str
     report = json.loads(out.read_text())
     assert report["tls"] is True and report["ids"] == len(raws)
     assert [(r["concurrency"], r["ok"], r["error_count"]) for r in report["results"]] == [(1, 20, 0), (4, 20, 0)]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_client_that_never_finishes_its_handshake_is_cut(certs: Certs, loop: str) -> None:
+    async def main() -> None:
+        handler = CommunicationContainerFetchHandler({})
+        wrapper = FetchCommunicationServiceWrapper(handler, ssl=server_context(certs.server),
+                                                   config=ServerConfig(tls_handshake_timeout=0.5))
+        async with wrapper.serving() as listener:
+            reader, writer = await asyncio.open_connection("127.0.0.1", listener.bound_port)  # no TLS hello
+            try:
+                async with asyncio.timeout(20):
+                    assert await reader.read() == b""  # closed by the server
+            finally:
+                writer.close()
+
+    (uvloop.run if loop == "uvloop" else asyncio.run)(main())
