@@ -1497,6 +1497,14 @@ slot_value(const StructDesc *sd, Py_ssize_t i, PyObject **vals)
     return sl->deflt;
 }
 
+static int
+hide_dict(PyObject *o, void *unused)
+{
+    if (o != NULL && PyDict_CheckExact(o))
+        gc_hide(o);
+    return 0;
+}
+
 static PyObject *
 build_instance(const StructDesc *sd, PyObject **vals)
 {
@@ -1526,7 +1534,12 @@ build_instance(const StructDesc *sd, PyObject **vals)
             if (setattro(obj, sd->fields[f].name, vals[f]) < 0)
                 goto fail;
         }
-        gc_settle(obj, keep || PyExceptionInstance_Check(obj));
+        keep = keep || PyExceptionInstance_Check(obj);
+        gc_settle(obj, keep);
+        /* past ~30 attributes Python keeps them in a dict of their own (tracked, as it
+           holds GC objects): out of the collector too, when obj is */
+        if (!keep && sd->nslots + sd->nextra > 24 && sd->tp->tp_traverse != NULL)
+            sd->tp->tp_traverse(obj, hide_dict, NULL);
         return obj;
     fail:
         Py_DECREF(obj);
