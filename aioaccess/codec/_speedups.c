@@ -14,6 +14,11 @@
  *   skip(buf, offset=0) -> end
  *   read_string_field(buf, field_id, offset=0) -> str | None
  *   to_tjson(buf, cls, offset=0) -> (bytes, end)
+ *   gc_track(obj) -> obj, gc_untrack(obj) -> obj (no-ops in the twin)
+ *
+ * decode() leaves objects that cannot be part of a reference cycle out of the
+ * cyclic GC (see gc_hide); gc_hold(comm, objects) and held_count() serve
+ * aioaccess.codec.references, whose references do make cycles.
  *
  * and the server's fetch fast path, whose pure-Python twin is
  * aioaccess.wire.messages._fetch_reply_now:
