@@ -15,6 +15,11 @@
  *   validate(buf, cls, offset=0) -> end
  *   read_string_field(buf, field_id, offset=0) -> str | None
  *   to_tjson(buf, cls, offset=0) -> (bytes, end)
+ *   gc_track(obj) -> obj, gc_untrack(obj) -> obj (no-ops in the twin)
+ *
+ * decode() leaves objects that cannot be part of a reference cycle out of the
+ * cyclic GC (see gc_hide); gc_hold(comm, objects) and held_count() serve
+ * aioaccess.codec.references, whose references do make cycles.
  *
  * and the server's fetch fast path, whose pure-Python twin is
  * aioaccess.wire.messages._fetch_reply_now:
@@ -1503,6 +1508,14 @@ slot_value(const StructDesc *sd, Py_ssize_t i, PyObject **vals)
     return sl->deflt;
 }
 
+static int
+hide_dict(PyObject *o, void *unused)
+{
+    if (o != NULL && PyDict_CheckExact(o))
+        gc_hide(o);
+    return 0;
+}
+
 static PyObject *
 build_instance(const StructDesc *sd, PyObject **vals)
 {
@@ -1532,7 +1545,12 @@ build_instance(const StructDesc *sd, PyObject **vals)
             if (setattro(obj, sd->fields[f].name, vals[f]) < 0)
                 goto fail;
         }
-        gc_settle(obj, keep || PyExceptionInstance_Check(obj));
+        keep = keep || PyExceptionInstance_Check(obj);
+        gc_settle(obj, keep);
+        /* past ~30 attributes Python keeps them in a dict of their own (tracked, as it
+           holds GC objects): out of the collector too, when obj is */
+        if (!keep && sd->nslots + sd->nextra > 24 && sd->tp->tp_traverse != NULL)
+            sd->tp->tp_traverse(obj, hide_dict, NULL);
         return obj;
     fail:
         Py_DECREF(obj);

@@ -101,3 +101,24 @@ async def test_fetched_objects_stay_reclaimable(fetch_server: Any, cp_comms: lis
     del result, sentence
     gc.collect()
     assert [r() for r in refs] == [None] * 4
+
+
+def test_containers_take_add_references_where_concrete_python_does() -> None:
+    import inspect
+
+    from concrete.util import comm_container as cp
+
+    import aioaccess
+
+    for name in ("DirectoryBackedCommunicationContainer", "ZipFileBackedCommunicationContainer",
+                 "MemoryBackedCommunicationContainer", "RedisHashBackedCommunicationContainer",
+                 "S3BackedCommunicationContainer"):
+        theirs = list(inspect.signature(getattr(cp, name)).parameters.values())
+        ours = list(inspect.signature(getattr(aioaccess, name)).parameters.values())
+        t = next(i for i, p in enumerate(theirs) if p.name == "add_references")
+        o = next(i for i, p in enumerate(ours) if p.name == "add_references")
+        assert ours[o].default is theirs[t].default is True, name
+        assert ours[o].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD, name
+        assert ours[o - 1].name == theirs[t - 1].name, name  # same place after the same argument
+    fetch = inspect.signature(aioaccess.FetchBackedCommunicationContainer).parameters["add_references"]
+    assert fetch.default is False and fetch.kind is inspect.Parameter.KEYWORD_ONLY
