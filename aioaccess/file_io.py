@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: Communications (and bytes) a reader decodes per trip to its worker thread, at most.
-BATCH_COUNT, BATCH_BYTES = 64, 4 << 20
+BATCH_COUNT, BATCH_BYTES = 16, 4 << 20
 
 
 class _FileTypes:
