@@ -42,8 +42,9 @@ __all__ = [
     "write_communication_to_file",
 ]
 
-#: Communications (and bytes) a reader decodes per trip to its worker thread, at most.
-BATCH_COUNT, BATCH_BYTES = 64, 4 << 20
+#: Communications (and bytes) a reader decodes per trip to its worker thread, at most: small batches keep few
+#: objects alive between GC pauses, which keeps the collections that follow them short.
+BATCH_COUNT, BATCH_BYTES = 64, 16 << 10
 
 
 class _FileTypes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from aioaccess.corpus import make_corpus
 
 
 def _measure(fn: Callable[[], Any]) -> tuple[float, float]:
+    gc.collect()  # the garbage of the previous row is collected before this one, not during it
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
     return time.perf_counter() - wall, time.process_time() - cpu

@@ -11,6 +11,7 @@ from typing import Any
 from ..handlers import CommunicationContainerFetchHandler
 from ..handlers.relay import DEFAULT_RELAY_TIMEOUT, RelayFetchHandler, RelayProcessor
 from ..http.app import DEFAULT_CLIENT_MAX_SIZE, FETCH_PATH, STORE_PATH, HTTPServer, create_app
+from ..http.cors import CORSPolicy
 from ..schema import FetchCommunicationService
 from ..server import Server
 from .errors import UsageError
@@ -149,6 +150,10 @@ async def _http_server(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     if args.static_path is not None and not os.path.isdir(args.static_path):
         raise UsageError(f"static path {args.static_path} is not a directory")
+    try:  # before any backend opens
+        CORSPolicy([*args.cors_origins, *(["*"] if args.cors else [])], store=args.cors_store)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     tls = server_tls(args)
     async with AsyncExitStack() as stack:
         fetch_handler = await _open_fetch_handler(args.fetch_source, args, stack)
@@ -161,7 +166,7 @@ async def _http_server(args: argparse.Namespace) -> int:
             app = create_app(fetch_handler, store_handler, static_path=args.static_path, cors=args.cors,
                              client_max_size=args.client_max_size, body_timeout=body_timeout,
                              cors_origins=args.cors_origins, cors_store=args.cors_store)
-        except (FileNotFoundError, ValueError) as exc:
+        except FileNotFoundError as exc:
             raise UsageError(str(exc)) from exc
         http = HTTPServer(app, args.host, args.port, shutdown_timeout=args.graceful_timeout, limits=limits,
                           ssl_context=tls)

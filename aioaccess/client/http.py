@@ -100,6 +100,13 @@ class HTTPConcreteServiceClient(ConcreteServiceClient):
     async def __aenter__(self) -> Any:
         return self
 
+    @classmethod
+    def connect(cls, *args: Any, **kwargs: Any) -> Any:
+        """Not for HTTP: construct the client with a URI (one keep-alive session serves many tasks)."""
+        raise TypeError(f"{cls.__name__} talks HTTP: use {cls.__name__}(uri)")
+
+    pooled = connect
+
 
 class HTTPFetchCommunicationClient(HTTPConcreteServiceClient, FetchCommunicationClient):
     """Client of a FetchCommunicationService over HTTP/TJSON."""

@@ -54,10 +54,11 @@ async def _round_trip(base: str, comm_dir: str, cp_comms: list[Any], store_dir: 
 
 
 async def test_http_wrappers_against_aioaccess(comm_dir: str, cp_comms: list[Any], store_dir: str) -> None:
-    fetch = CommunicationContainerFetchHandler(DirectoryBackedCommunicationContainer(comm_dir))
     store = DirectoryBackedStoreHandler(store_dir, fsync=False)
-    async with serve_http(fetch_handler=fetch, store_handler=store) as server:
-        await _round_trip(server.url, comm_dir, cp_comms, store_dir)
+    async with DirectoryBackedCommunicationContainer(comm_dir) as container:  # (closes its inotify watch)
+        fetch = CommunicationContainerFetchHandler(container)
+        async with serve_http(fetch_handler=fetch, store_handler=store) as server:
+            await _round_trip(server.url, comm_dir, cp_comms, store_dir)
 
 
 @pytest.mark.interop

@@ -154,3 +154,13 @@ async def test_a_broken_call_with_a_readable_head_gets_a_tapplicationexception(s
     assert reply[:4] == [1, "store", 3, 3] and reply[4]["2"] == {"i32": 7}
     assert reply[4]["1"]["str"].startswith("Cannot read the store call: malformed JSON")
     assert os.listdir(store_dir) == []
+
+
+async def test_cli_cors_store_without_an_origin_is_a_usage_error(comm_dir: str,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    from aioaccess.cli.main import main
+
+    code = await asyncio.to_thread(main, ["http-server", comm_dir, "--cors-store", "--port", "0", "-l", "WARNING"])
+    assert code == 2 and "at least one CORS origin" in capsys.readouterr().err
