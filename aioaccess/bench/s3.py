@@ -77,7 +77,7 @@ class S3Bench:
 
     def _obstore_get(self) -> Any:
         """obstore's ``get_async`` and the client's store lookup, when the client is obstore's (else None)."""
-        store_of = getattr(self.client, "_store", None)
+        store_of = getattr(self.client, "store", None)
         if store_of is None:
             return None
         import obstore

@@ -5,21 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import uuid
 from contextlib import AsyncExitStack
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..backends.s3_url import S3_CLIENTS, parse_s3_url
 from .errors import UsageError
 from .run import run
 
-__all__ = ["S3_CLIENTS", "add_s3_parser"]
+__all__ = ["add_s3_parser"]
 
 logger = logging.getLogger("aioaccess.cli.bench")
 
-#: S3 clients ``--s3-client`` can pick for the benchmark (obstore is the default).
-S3_CLIENTS = ("obstore", "aiobotocore")
 
 
 def add_s3_parser(kinds: Any, common: argparse.ArgumentParser) -> None:
@@ -42,7 +40,7 @@ def add_s3_parser(kinds: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--max-attempts", type=int, default=1,
                    help="S3 attempts per op, retries included (default: 1, so errors show)")
     # --s3-client comes from the backend options; the benchmark's default is the product's default client
-    p.set_defaults(func=bench_s3, s3_client=os.environ.get("AIOACCESS_S3_CLIENT") or "obstore")
+    p.set_defaults(func=bench_s3)
 
 
 def _parse_ops(text: str) -> dict[str, float]:
@@ -61,10 +59,11 @@ def _parse_ops(text: str) -> dict[str, float]:
 
 
 def _bucket_prefix(target: str) -> tuple[str, str]:
-    parts = urlsplit(target)
-    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-        raise UsageError(f"expected s3://BUCKET or s3://BUCKET/PREFIX/, not {target!r}")
-    return parts.netloc, parts.path.lstrip("/")
+    try:
+        where = parse_s3_url(target)
+    except ValueError as exc:
+        raise UsageError(f"bad target (expected s3://BUCKET or s3://BUCKET/PREFIX/): {exc}") from exc
+    return where.bucket, where.prefix
 
 
 def bench_s3(args: argparse.Namespace) -> int:

@@ -20,11 +20,12 @@ from typing import Any
 
 from ..backends.memory import split_communications
 from ..backends.s3 import DEFAULT_S3_KEY_PREFIX_LEN
+from ..backends.s3_url import DEFAULT_S3_CLIENT, S3_CLIENTS
 from ..file_io import CommunicationWriterTGZ, FileType, iter_files
 from .errors import UsageError
 from .progress import progress_bar
 from .run import run
-from .sources import open_source, open_target
+from .sources import add_backend_options, open_source, open_target
 
 __all__ = ["register"]
 
@@ -40,6 +41,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common.add_argument("--prefix-len", type=int, default=DEFAULT_S3_KEY_PREFIX_LEN,
                         help=f"S3 keys are prefixed with hashes of this length (default: {DEFAULT_S3_KEY_PREFIX_LEN})")
     common.add_argument("--endpoint-url", help="S3 endpoint URL (default: AWS; credentials from the environment)")
+    common.add_argument("--s3-client", default=DEFAULT_S3_CLIENT, choices=S3_CLIENTS,
+                        help=f"S3 client (default: {DEFAULT_S3_CLIENT})")
     common.add_argument("--concurrency", type=int, default=32, help="S3 requests in flight (default: 32)")
     common.add_argument("--timeout", type=float, default=30.0, help="seconds per S3 request (default: 30)")
     common.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not "
@@ -48,16 +51,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), help="log level (default: INFO)")
     parents = [common]
     p = kinds.add_parser("list", parents=parents, help="print the id of every Communication in BUCKET")
-    p.add_argument("bucket_name", metavar="BUCKET")
+    p.add_argument("bucket_name", metavar="BUCKET", help="a bucket name, or s3://BUCKET/PREFIX/")
     p.set_defaults(func=s3_command)
     p = kinds.add_parser("fetch", parents=parents, help="write every Communication of BUCKET to a .tar.gz")
-    p.add_argument("bucket_name", metavar="BUCKET")
+    p.add_argument("bucket_name", metavar="BUCKET", help="a bucket name, or s3://BUCKET/PREFIX/")
     p.add_argument("output_path", metavar="OUTPUT.tar.gz", help="members are named ID.concrete")
     p.set_defaults(func=s3_command)
     p = kinds.add_parser("store", parents=parents, help="store the Communications of files and archives in BUCKET")
     p.add_argument("input_path", metavar="INPUT", help="a file, .gz, .bz2, .tar(.gz), .zip, directory, or - "
                    "(Communications concatenated on stdin)")
-    p.add_argument("bucket_name", metavar="BUCKET")
+    p.add_argument("bucket_name", metavar="BUCKET", help="a bucket name, or s3://BUCKET/PREFIX/")
     p.set_defaults(func=s3_command)
 
 
@@ -70,15 +73,23 @@ def s3_command(args: argparse.Namespace) -> int:
 
 
 def _backend_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The backend options ``open_source``/``open_target`` read, from this command's flags."""
-    return argparse.Namespace(prefix_len=args.prefix_len, endpoint_url=args.endpoint_url,
-                              backend_timeout=args.timeout, backend_concurrency=args.concurrency,
-                              s3_client=os.environ.get("AIOACCESS_S3_CLIENT") or "aiobotocore")
+    """The backend options ``open_source``/``open_target`` read: their defaults, and this command's flags."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_backend_options(parser)
+    backend = parser.parse_args([])
+    backend.__dict__.update(prefix_len=args.prefix_len, endpoint_url=args.endpoint_url, s3_client=args.s3_client,
+                            backend_timeout=args.timeout, backend_concurrency=args.concurrency)
+    return backend
+
+
+def _location(bucket: str) -> str:
+    """BUCKET (concrete-python's scripts' argument) or s3://BUCKET[/PREFIX/]."""
+    return bucket if bucket.startswith("s3://") else f"s3://{bucket}"
 
 
 async def _list(args: argparse.Namespace) -> int:
     async with AsyncExitStack() as stack:
-        container = await open_source(f"s3://{args.bucket_name}", _backend_args(args), stack)
+        container = await open_source(_location(args.bucket_name), _backend_args(args), stack)
         async for comm_id in container:
             print(comm_id)
     return 0
@@ -86,7 +97,7 @@ async def _list(args: argparse.Namespace) -> int:
 
 async def _fetch(args: argparse.Namespace) -> int:
     async with AsyncExitStack() as stack:
-        container = await open_source(f"s3://{args.bucket_name}", _backend_args(args), stack)
+        container = await open_source(_location(args.bucket_name), _backend_args(args), stack)
         ids = [comm_id async for comm_id in container]
         progress = progress_bar(args.no_progress, count=True)
         bar = progress.add_task("fetching", total=len(ids))
@@ -125,7 +136,7 @@ async def _raws(path: str) -> AsyncIterator[tuple[str, bytes]]:
 
 async def _store(args: argparse.Namespace) -> int:
     async with AsyncExitStack() as stack:
-        handler = await open_target(f"s3://{args.bucket_name}", _backend_args(args), stack)
+        handler = await open_target(_location(args.bucket_name), _backend_args(args), stack)
         stack.push_async_callback(handler.aclose)
         progress = progress_bar(args.no_progress, count=True)
         bar = progress.add_task("storing", total=None)
