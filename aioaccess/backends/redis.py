@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from ..exceptions import BackendUnavailable
 from .base import CommunicationContainer
+from .redis_layout import FieldNames
 
 __all__ = [
     "DEFAULT_REDIS_TIMEOUT",
@@ -109,11 +110,11 @@ class RedisHashBackedCommunicationContainer(RedisHash, CommunicationContainer):
     """
 
     NAME = "redis"
-    _skipped_warned = 0  # how many non-UTF-8 field names the last warning reported
 
     def __init__(self, redis_db: aioredis.Redis, key: str, add_references: bool = True, **kwargs: Any) -> None:
         super().__init__(redis_db, key, **kwargs)
         self.add_references = add_references
+        self.field_names = FieldNames(key)
 
     async def _get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
         if not ids:
@@ -134,17 +135,7 @@ class RedisHashBackedCommunicationContainer(RedisHash, CommunicationContainer):
 
     async def _ids(self, offset: int, count: int | None) -> list[str]:
         fields = await self._call(self.redis_db.hkeys(self.key), f"HKEYS {self.key}")
-        ids, bad = [], []
-        for field in fields:
-            try:
-                ids.append(field.decode("utf-8") if isinstance(field, bytes) else str(field))
-            except UnicodeDecodeError:
-                bad.append(field)
-        if len(bad) != self._skipped_warned:
-            self._skipped_warned = len(bad)
-            if bad:
-                logger.warning("Skipping %d field names of Redis hash %s that are not UTF-8 (so not Communication "
-                               "ids), e.g. %r", len(bad), self.key, bad[0][:64])
+        ids = self.field_names.ids(fields)
         return ids[offset:][:count]
 
     async def ping(self) -> None:

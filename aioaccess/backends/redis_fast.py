@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from ..handlers.store import StoreHandler
 from .base import CommunicationContainer
-from .redis_layout import RedisLayout
+from .redis_layout import FieldNames, RedisLayout
 
 __all__ = ["RedisPipeCommunicationContainer", "RedisPipeStoreHandler", "build_index", "decode_id"]
 
@@ -47,6 +47,7 @@ class RedisPipeBacked:
         self.pipe = pipe
         self.key = key
         self.layout = RedisLayout(key, shards)
+        self.field_names = FieldNames(key)
         self.owns_pipe = owns_pipe
 
     async def aclose(self) -> None:
@@ -115,22 +116,22 @@ class RedisPipeCommunicationContainer(RedisPipeBacked, CommunicationContainer):
     async def _ids(self, offset: int, count: int | None) -> list[str]:
         sizes = None if offset < 0 or (count is not None and count < 0) else await self._index_sizes()
         if sizes is None:  # no usable index (or Python's negative slicing): every id, as concrete-python
-            ids: list[str] = []
+            fields: list[bytes] = []
             for key in self.layout.hash_keys:
-                ids += map(decode_id, await self.pipe.command(b"HKEYS", key))
-            return ids[offset:][:count]
+                fields += await self.pipe.command(b"HKEYS", key)
+            return self.field_names.ids(fields)[offset:][:count]
         self._warned = False
-        out: list[str] = []
+        members: list[bytes] = []
         for index, size in zip(self.layout.index_keys, sizes, strict=True):
-            if count is not None and len(out) >= count:
+            if count is not None and len(members) >= count:
                 break
             if offset >= size:
                 offset -= size
                 continue
-            stop = -1 if count is None else offset + count - len(out) - 1
-            out += map(decode_id, await self.pipe.command(b"ZRANGE", index, offset, stop))
+            stop = -1 if count is None else offset + count - len(members) - 1
+            members += await self.pipe.command(b"ZRANGE", index, offset, stop)
             offset = 0
-        return out
+        return self.field_names.ids(members)
 
     async def ping(self) -> None:
         """Check Redis answers (BackendUnavailable if not)."""

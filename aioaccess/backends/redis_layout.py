@@ -14,9 +14,13 @@ aioaccess's stores update it in the same ``MULTI``/``EXEC`` as the hash.
 
 from __future__ import annotations
 
+import logging
 import zlib
+from collections.abc import Iterable
 
-__all__ = ["RedisLayout"]
+__all__ = ["FieldNames", "RedisLayout"]
+
+logger = logging.getLogger("aioaccess.backends.redis")
 
 
 class RedisLayout:
@@ -49,3 +53,33 @@ class RedisLayout:
 
     def __repr__(self) -> str:
         return f"RedisLayout({self.key!r}, shards={self.shards})"
+
+
+class FieldNames:
+    """Hash field names (or index members) as Communication ids.
+
+    A name that is not UTF-8 cannot be an id: it is skipped, with one warning, repeated
+    only when the number skipped changes.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.reported = 0  # how many names the last warning reported
+
+    def ids(self, names: Iterable[bytes | str]) -> list[str]:
+        ids: list[str] = []
+        bad: list[bytes] = []
+        for name in names:
+            if isinstance(name, str):
+                ids.append(name)
+                continue
+            try:
+                ids.append(name.decode("utf-8"))
+            except UnicodeDecodeError:
+                bad.append(name)
+        if len(bad) != self.reported:
+            self.reported = len(bad)
+            if bad:
+                logger.warning("Skipping %d field names of Redis hash %s that are not UTF-8 (so not Communication "
+                               "ids), e.g. %r", len(bad), self.key, bad[0][:64])
+        return ids

@@ -21,6 +21,8 @@ from aioaccess import (
     prefix_s3_key,
 )
 from aioaccess.backends.redis import make_redis_client
+from aioaccess.backends.redis_fast import RedisPipeCommunicationContainer
+from aioaccess.backends.redis_pipe import RedisPipe
 from aioaccess.backends.s3 import check_bucket
 
 
@@ -58,10 +60,16 @@ async def test_redis_missing_key_is_empty(redis_client: Any, redis_key: str) -> 
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("client", ["redis-py", "pipe"])
 async def test_redis_field_names_that_are_not_utf8_are_skipped_with_one_warning(
-        redis_client: Any, redis_key: str, raws: dict[str, bytes], caplog: pytest.LogCaptureFixture) -> None:
+        client: str, redis_server: str, redis_client: Any, redis_key: str, raws: dict[str, bytes],
+        caplog: pytest.LogCaptureFixture) -> None:
     await redis_client.hset(redis_key, mapping={**raws, b"\xff\xfe-not-utf8": b"junk", b"caf\xe9": b"junk"})
-    container = RedisHashBackedCommunicationContainer(redis_client, redis_key)
+    if client == "pipe":  # the default of redis:// sources: no id index here, so listing is HKEYS
+        container: Any = RedisPipeCommunicationContainer(RedisPipe(redis_server, timeout=5), redis_key,
+                                                         owns_pipe=True)
+    else:
+        container = RedisHashBackedCommunicationContainer(redis_client, redis_key)
     handler = CommunicationContainerFetchHandler(container)
     with caplog.at_level("WARNING", logger="aioaccess.backends.redis"):
         async with FetchCommunicationServiceWrapper(handler).serving() as listener:
@@ -78,6 +86,7 @@ async def test_redis_field_names_that_are_not_utf8_are_skipped_with_one_warning(
     with caplog.at_level("WARNING", logger="aioaccess.backends.redis"):
         assert sorted(await container.ids()) == sorted(raws)
     assert "Skipping 1 field names" in caplog.records[-1].getMessage()
+    await container.aclose()
 
 
 # -- S3 --------------------------------------------------------------------------
