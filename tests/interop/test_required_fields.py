@@ -37,9 +37,8 @@ from aioaccess.server import Processor
 from aioaccess.wire.messages import CALL, build_message, parse_header
 
 pytestmark = pytest.mark.interop
-CODECS = [pytest.param(compact, id="python")]
-if codec.IMPLEMENTATION == "c":
-    CODECS.append(pytest.param(codec._impl, id="c"))
+CODECS = [pytest.param(compact, id="python"),
+          pytest.param(pytest.importorskip("aioaccess.codec._speedups"), id="c")]
 SENTENCE_UUID = r"Sentence\.uuid \(field 1\) is required but missing"
 
 
