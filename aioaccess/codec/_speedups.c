@@ -993,6 +993,17 @@ read_map_header(Reader *r, Py_ssize_t *size, int *kt, int *vt)
     return 0;
 }
 
+/* -1 (CodecError set) when a container or struct at `depth` nests too deep */
+INLINE int
+r_nest(Reader *r, int depth)
+{
+    if (UNLIKELY(depth > MAX_DEPTH)) {
+        r_error(r, "nesting too deep");
+        return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* skip: structural validation                                               */
 /* ------------------------------------------------------------------------ */
@@ -1059,10 +1070,8 @@ skip_value(Reader *r, int ct, int depth)
     case CT_LIST:
     case CT_SET: {
         int et;
-        if (UNLIKELY(depth + 1 > MAX_DEPTH)) {
-            r_error(r, "nesting too deep");
+        if (r_nest(r, depth + 1) < 0)
             return -1;
-        }
         if (read_list_header(r, &n, &et) < 0)
             return -1;
         switch (et) {
@@ -1098,10 +1107,8 @@ skip_value(Reader *r, int ct, int depth)
     }
     case CT_MAP: {
         int kt, vt;
-        if (UNLIKELY(depth + 1 > MAX_DEPTH)) {
-            r_error(r, "nesting too deep");
+        if (r_nest(r, depth + 1) < 0)
             return -1;
-        }
         if (read_map_header(r, &n, &kt, &vt) < 0)
             return -1;
         for (Py_ssize_t i = 0; i < n; i++) {
@@ -1117,10 +1124,8 @@ skip_value(Reader *r, int ct, int depth)
 static int
 skip_struct(Reader *r, int depth)
 {
-    if (UNLIKELY(depth > MAX_DEPTH)) {
-        r_error(r, "nesting too deep");
+    if (r_nest(r, depth) < 0)
         return -1;
-    }
     for (;;) {
         if (UNLIKELY(r->p >= r->end)) {
             r_error(r, "truncated input");
@@ -1706,10 +1711,8 @@ validate_value(Reader *r, const TypeDesc *t, int depth)
     case T_LIST:
     case T_SET: {
         int et;
-        if (UNLIKELY(depth + 1 > MAX_DEPTH)) {
-            r_error(r, "nesting too deep");
+        if (r_nest(r, depth + 1) < 0)
             return -1;
-        }
         if (read_list_header(r, &n, &et) < 0)
             return -1;
         if (n == 0)
@@ -1734,10 +1737,8 @@ validate_value(Reader *r, const TypeDesc *t, int depth)
     }
     case T_MAP: {
         int kt, vt;
-        if (UNLIKELY(depth + 1 > MAX_DEPTH)) {
-            r_error(r, "nesting too deep");
+        if (r_nest(r, depth + 1) < 0)
             return -1;
-        }
         if (read_map_header(r, &n, &kt, &vt) < 0)
             return -1;
         if (n && UNLIKELY(!ctype_matches(t->key, kt) || !ctype_matches(t->elem, vt))) {
@@ -1762,10 +1763,8 @@ validate_value(Reader *r, const TypeDesc *t, int depth)
 static int
 validate_struct(Reader *r, const StructDesc *sd, int depth)
 {
-    if (UNLIKELY(depth > MAX_DEPTH)) {
-        r_error(r, "nesting too deep");
+    if (r_nest(r, depth) < 0)
         return -1;
-    }
     uint64_t seen = 0, *more = NULL;   /* bit i: fields[i] present with its type */
     if (UNLIKELY(sd->nfields > 64)) {
         more = PyMem_Calloc((size_t)(sd->nfields + 63) / 64, sizeof(uint64_t));

@@ -25,6 +25,7 @@ _STOP, _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _M
 # (varint bytes, largest value) of each integer kind, as in Apache Thrift's compact reader.
 I16, I32, I64, SIZE = (3, 0xFFFF), (5, 0xFFFFFFFF), (10, 2**64 - 1), (5, 0x7FFFFFFF)
 _INT_LIMITS = {_I16: I16, _I32: I32, _I64: I64}
+_SCALARS = frozenset((TType.BYTE, TType.I16, TType.I32, TType.I64, TType.DOUBLE, TType.BINARY))
 _CTYPE = {TType.BOOL: _TRUE, TType.BYTE: _BYTE, TType.I16: _I16, TType.I32: _I32, TType.I64: _I64,
           TType.DOUBLE: _DOUBLE, TType.STRING: _BINARY, TType.BINARY: _BINARY, TType.LIST: _LIST,
           TType.SET: _SET, TType.MAP: _MAP, TType.STRUCT: _STRUCT}
@@ -32,6 +33,8 @@ _CTYPE = {TType.BOOL: _TRUE, TType.BYTE: _BYTE, TType.I16: _I16, TType.I32: _I32
 
 def varint(buf: memoryview, pos: int, end: int, limits: tuple[int, int] = I64) -> tuple[int, int]:
     """Read an unsigned varint of at most ``limits`` = (bytes, largest value); return (value, new pos)."""
+    if pos < end and buf[pos] < 0x80:  # one byte: in range for every kind
+        return buf[pos], pos + 1
     maxbytes, maxval = limits
     result = 0
     for i in range(maxbytes):
@@ -230,11 +233,16 @@ def _validate_struct(buf: memoryview, pos: int, end: int, cls: type, depth: int,
                 pos = skip_value(buf, pos, end, ctype, depth)
             continue
         seen.add(fid)
-        if field[2][0] != TType.BOOL:
+        ttype, ctype, _ = field[2]
+        if ttype in _SCALARS:
+            pos = skip_value(buf, pos, end, ctype, depth)
+        elif ttype != TType.BOOL:
             pos = _validate_value(buf, pos, end, field[2], depth, req)
-    for fid, (name, required, _) in sorted(fields.items()) if req else ():
-        if required and fid not in seen:
-            raise CodecError(f"{cls.__name__}.{name} (field {fid}) is required but missing, at offset {pos}")
+    if req:
+        for fid in sorted(fields.keys() - seen):
+            name, required, _ = fields[fid]
+            if required:
+                raise CodecError(f"{cls.__name__}.{name} (field {fid}) is required but missing, at offset {pos}")
     return pos
 
 

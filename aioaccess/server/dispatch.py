@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import codec
 from ..codec import CodecError
-from ..exceptions import AioaccessError, ProtocolError
+from ..exceptions import AioaccessError, CorruptCommunication, ProtocolError
 from ..wire.messages import (
     CALL,
     DEFAULT_MAX_REPLY_SIZE,
@@ -204,13 +204,18 @@ class Processor:
     async def _store_raw(self, msg: bytes, header: MessageHeader) -> bytes:
         start = header.body_offset + 1
         if self._store_checks_raw and start < len(msg) and msg[start - 1] == 0x1C and msg[-1] == 0:
-            # store_args{1: Communication} and its STOP: the handler's check of the bytes is the one pass
-            raw = msg[start:-1]
-        else:
-            span = slice_struct_field(msg, header.body_offset, 1, codec.skip)
-            if span is None:
-                raise ProtocolError("store() arguments hold no Communication")
-            raw = msg[span[0] : span[1]]
+            # Most likely store_args{1: Communication} and its STOP: the handler's check of the bytes is the
+            # one pass.  Bytes it refuses are read again below, so they are refused exactly as before.
+            try:
+                raw = msg[start:-1]
+                await self.handler.store_raw(codec.read_string_field(raw, 1), raw)
+                return build_message("store", REPLY, header.seqid, b"\x00")
+            except (CodecError, CorruptCommunication):
+                pass
+        span = slice_struct_field(msg, header.body_offset, 1, codec.skip)
+        if span is None:
+            raise ProtocolError("store() arguments hold no Communication")
+        raw = msg[span[0] : span[1]]
         comm_id = codec.read_string_field(raw, 1)
         await self.handler.store_raw(comm_id, raw)
         return build_message("store", REPLY, header.seqid, b"\x00")
