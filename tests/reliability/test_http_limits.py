@@ -75,7 +75,7 @@ async def test_bombs_and_oversized_bodies_leave_memory_where_it_was(comm_dir: st
                 concurrent = rss_kb(server.pid)
                 figures[name] = {"after_10_in_a_row_mb": sequential >> 10, "after_16_at_once_mb": concurrent >> 10}
                 for after in (sequential, concurrent):
-                    assert after - before < 32 << 10, f"{name}: RSS {before} KiB -> {after} KiB"
+                    assert after - before < 40 << 10, f"{name}: RSS {before} KiB -> {after} KiB"
             figures["peak_mb"] = _vm_hwm_kb(server.pid) >> 10
             status, body = await _post(session, urls[0], COUNT, CT)
             assert (status, json.loads(body)[2]) == (200, 2)
