@@ -13,6 +13,7 @@ from .app import (
     create_app,
     serve_http,
 )
+from .limits import HTTPLimits
 
 __all__ = [
     "CONTENT_TYPE",
@@ -20,6 +21,7 @@ __all__ = [
     "DEFAULT_CLIENT_MAX_SIZE",
     "FETCH_PATH",
     "STORE_PATH",
+    "HTTPLimits",
     "HTTPServer",
     "TJSONEndpoint",
     "create_app",

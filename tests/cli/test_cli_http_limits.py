@@ -1,4 +1,7 @@
-"""The connection limits of HTTP services: http-server flags and serve keys, checked and reaching the server."""
+"""The connection limits of HTTP services: http-server flags and serve keys, checked and reaching the server.
+
+(Bad http-server flags are among ``test_cli_limits.BAD_FLAGS``.)
+"""
 
 from __future__ import annotations
 
@@ -17,26 +20,6 @@ from aioaccess.cli.config_file import ConfigError, parse_config
 from aioaccess.cli.http_options import http_limits
 from aioaccess.cli.main import main
 from aioaccess.http.limits import HTTPLimits
-
-BAD_FLAGS = [
-    (["--header-timeout", "-1"], "--header-timeout must be >= 0 (0: never), not -1"),
-    (["--keepalive-timeout", "-0.5"], "--keepalive-timeout must be >= 0 (0: never), not -0.5"),
-    (["--body-timeout", "-3"], "--body-timeout must be >= 0 (0: never), not -3"),
-    (["--max-connections", "0"], "--max-connections must be >= 1, not 0"),
-    (["--header-timeout", "soon"], "--header-timeout: invalid float value"),
-]
-
-
-@pytest.mark.parametrize(("flags", "message"), BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
-def test_bad_http_limits_exit_2_with_one_line_naming_the_flag(flags: list[str], message: str,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    try:
-        code = main(["http-server", "sample", *flags, "--port", str(unused_port())])
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    out, err = capsys.readouterr()
-    assert code == 2 and out == ""
-    assert message in err and err.count("\n") == 1, err
 
 
 def test_http_limit_flags_appear_in_help_with_defaults(capsys: pytest.CaptureFixture[str]) -> None:

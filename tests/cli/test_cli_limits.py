@@ -162,6 +162,12 @@ BAD_FLAGS = [
     (["fetch-server", "DIR", "--max-buffered-bytes", "ten"], "--max-buffered-bytes: invalid int value"),
     # A relay passes the upstream's replies on verbatim: it has no reply limit to set.
     (["relay-server", "127.0.0.1", "1", "--max-reply-size", "10"], "unrecognized arguments: --max-reply-size"),
+    # The connection limits of http-server.
+    (["http-server", "DIR", "--header-timeout", "-1"], "--header-timeout must be >= 0 (0: never), not -1"),
+    (["http-server", "DIR", "--keepalive-timeout", "-0.5"], "--keepalive-timeout must be >= 0 (0: never), not -0.5"),
+    (["http-server", "DIR", "--body-timeout", "-3"], "--body-timeout must be >= 0 (0: never), not -3"),
+    (["http-server", "DIR", "--max-connections", "0"], "--max-connections must be >= 1, not 0"),
+    (["http-server", "DIR", "--header-timeout", "soon"], "--header-timeout: invalid float value"),
 ]
 
 

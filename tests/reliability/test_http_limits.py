@@ -75,7 +75,7 @@ async def test_bombs_and_oversized_bodies_leave_memory_where_it_was(comm_dir: st
                 concurrent = rss_kb(server.pid)
                 figures[name] = {"after_10_in_a_row_mb": sequential >> 10, "after_16_at_once_mb": concurrent >> 10}
                 for after in (sequential, concurrent):
-                    assert after - before < 32 << 10, f"{name}: RSS {before} KiB -> {after} KiB"
+                    assert after - before < 40 << 10, f"{name}: RSS {before} KiB -> {after} KiB"
             figures["peak_mb"] = _vm_hwm_kb(server.pid) >> 10
             status, body = await _post(session, urls[0], COUNT, CT)
             assert (status, json.loads(body)[2]) == (200, 2)
@@ -160,8 +160,8 @@ async def test_slow_headers_and_idle_clients_are_cut_while_a_steady_client_is_no
 
 async def test_good_client_is_served_while_eleven_hundred_half_sent_requests_are_held(comm_dir: str) -> None:
     """At --max-connections 1000, 1,100 connections stop halfway through their request heads; a good client
-    connecting afterwards is served every time (the connection idle longest makes room), by a server started
-    with a soft open-file limit of 1,024 (it raises its own)."""
+    connecting afterwards, 20 times over and staying, is served every time (the connection idle longest makes
+    room), by a server started with a soft open-file limit of 1,024 (it raises its own)."""
     n, cap = 1100, 1000
     assert raise_nofile(2 * n + 200) >= n + 200, "RLIMIT_NOFILE too low for this test"
     with AioaccessProcess("http-server", comm_dir, "--max-connections", str(cap), "--header-timeout", "60",
@@ -170,15 +170,15 @@ async def test_good_client_is_served_while_eleven_hundred_half_sent_requests_are
         held = [await _open(server.port, HEAD[:40]) for _ in range(n)]
         await asyncio.sleep(1.2)  # the held connections have been idle longer than MIN_IDLE
         peak = rss_kb(server.pid)
-        connector = aiohttp.TCPConnector(force_close=True)
         statuses = []
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=20)) as session:
-            for _ in range(20):
-                statuses.append((await _post(session, f"http://127.0.0.1:{server.port}/fetch_http_endpoint/",
-                                             COUNT, CT))[0])
+        good = []  # kept open, so that each newcomer needs a slot of its own
+        for _ in range(20):
+            reader, writer = await _open(server.port, _request())
+            good.append(writer)
+            statuses.append(int((await reader.readline()).split()[1]))
         await asyncio.sleep(0.5)
         closed = sum(reader.at_eof() for reader, _ in held)  # by the server: the oldest made room
-        await _close_all([writer for _, writer in held])
+        await _close_all([writer for _, writer in held] + good)
     set_figure("http_half_sent_held", {"connections": n, "max_connections": cap,
                                        "good_requests_ok": statuses.count(200),
                                        "closed_by_server": closed, "rss_mb_before_peak": [before >> 10, peak >> 10]})
