@@ -14,6 +14,7 @@ from typing import Any
 
 from thriftpy2.protocol.apache_json import TApacheJSONProtocol
 from thriftpy2.protocol.compact import TCompactProtocol
+from thriftpy2.protocol.exc import TProtocolException
 from thriftpy2.thrift import TType
 from thriftpy2.transport import TMemoryBuffer
 
@@ -129,7 +130,11 @@ def encode(obj: Any) -> bytes:
     """
     _check_required(obj, type(obj).__name__)
     buf = TMemoryBuffer()
-    TCompactProtocol(buf).write_struct(obj)
+    try:
+        TCompactProtocol(buf).write_struct(obj)
+    except TProtocolException as exc:  # thriftpy2's range checks: "i32 requires ... <= number <= ..."
+        kind = str(exc.message).partition(" ")[0]
+        raise CodecError(f"a value of {type(obj).__name__} is out of range for {kind}: {exc.message}") from exc
     return buf.getvalue()
 
 
