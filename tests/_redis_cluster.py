@@ -81,6 +81,21 @@ class RedisCluster:
                 raise AssertionError(f"cluster not ok after {timeout} s: {states[0]}")
             time.sleep(0.1)
 
+    def wait_failed_over(self, port: int, timeout: float = 30) -> None:
+        """Until every live node marks node ``port`` as failed, then :meth:`wait_ok` (its replica serves its slots).
+
+        Right after a kill the others have not noticed yet and still report the cluster ok."""
+        deadline = time.monotonic() + timeout
+        while True:
+            views = [self.cli(n.port, "cluster", "nodes") for n in self.nodes if n.alive()]
+            if all(any(f":{port}@" in line and "fail" in line.split()[2].split(",") for line in view.splitlines())
+                   for view in views):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"node {port} not marked failed after {timeout} s: {views[0]}")
+            time.sleep(0.1)
+        self.wait_ok(max(1.0, deadline - time.monotonic()))
+
     def masters(self) -> list[ClusterNode]:
         """Live nodes that are masters now."""
         return [n for n in self.nodes if n.alive() and "role:master" in self.cli(n.port, "info", "replication")]

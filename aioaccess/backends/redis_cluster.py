@@ -5,7 +5,8 @@ from ``CLUSTER SLOTS``.  A ``MOVED`` reply updates the map (and schedules a full
 refresh) and the command is sent again where Redis said; ``ASK`` sends it once
 to the importing node after ``ASKING``.  A node that fails (refused, reset,
 timed out) fails its callers with ``BackendUnavailable`` and makes the map be
-refreshed, so calls reach the replica Redis promotes in its place.
+refreshed, so calls reach the replica Redis promotes in its place: a read or store that failed on a node is
+sent once more if the reloaded map names another node for its key.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class RedisClusterPipe:
         self.nodes: dict[tuple[str, int], RedisPipe] = {}
         self.slots: list[RedisPipe | None] = [None] * 16384
         self._refreshing: asyncio.Task[None] | None = None
+        self._refresh_now: asyncio.Task[None] | None = None
         self._refreshed_at = -1e9
         self._slot_of: dict[bytes, int] = {}
 
@@ -73,12 +75,11 @@ class RedisClusterPipe:
 
     def _read_failed(self, exc: BaseException, key: bytes, group: list[tuple[Sequence[str], Any]]) -> bool:
         """A node's failed HMGET: follow MOVED/ASK for each read of ``group`` (True), else refresh and fail."""
-        if isinstance(exc, RedisReplyError) and exc.reply.startswith(("MOVED ", "ASK ")):
+        if isinstance(exc, RedisReplyError) and exc.reply.startswith(("MOVED ", "ASK ")) \
+                or isinstance(exc, BackendUnavailable):  # a node down: its replica may have taken over
             for ids, fut in group:
                 self._route(fut, key, lambda pipe, i=ids: pipe.hmget(key, i), (b"HMGET", key, *ids), 1, None, exc)
             return True
-        if isinstance(exc, BackendUnavailable):
-            self.schedule_refresh()  # a node down or confused: its replica may be taking over
         return False
 
     # -- topology -----------------------------------------------------------
@@ -100,6 +101,17 @@ class RedisClusterPipe:
             self._refreshed_at = self.loop.time()
             return
         raise BackendUnavailable("redis", f"no cluster node answered CLUSTER SLOTS: {error}")
+
+    async def refresh_shared(self) -> None:
+        """A map loaded after this call began: one refresh shared by every caller, at most every REFRESH_INTERVAL."""
+        if self._refresh_now is None or self._refresh_now.done():
+            self._refresh_now = self.loop.create_task(self._refresh_after_interval())
+            self._refresh_now.add_done_callback(lambda t: t.cancelled() or t.exception())
+        await asyncio.shield(self._refresh_now)
+
+    async def _refresh_after_interval(self) -> None:
+        await asyncio.sleep(max(0.0, self._refreshed_at + REFRESH_INTERVAL - self.loop.time()))
+        await self.refresh()
 
     def schedule_refresh(self) -> None:
         """Refresh the slot map soon (at most every REFRESH_INTERVAL seconds)."""
@@ -192,9 +204,26 @@ class RedisClusterPipe:
                 return
             if kind in ("TRYAGAIN", "CLUSTERDOWN"):
                 self.schedule_refresh()
-        elif isinstance(exc, BackendUnavailable):
-            self.schedule_refresh()  # a node down: its replica may be taking over
+        elif isinstance(exc, BackendUnavailable) and redirects < MAX_REDIRECTS:
+            task = self.loop.create_task(self._retry_elsewhere(exc, fut, key, send, asking, redirects))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            return
         fut.set_exception(exc)
+
+    async def _retry_elsewhere(self, exc: BaseException, fut: asyncio.Future[Any], key: bytes, send: Any,
+                               asking: tuple[Any, ...] | None, redirects: int) -> None:
+        """A node failed: reload the map, and send again if another node now serves the key; else fail."""
+        failed = self.pipe_for(key)
+        with contextlib.suppress(BackendUnavailable):
+            await self.refresh_shared()
+        now = self.pipe_for(key)
+        if fut.done():
+            return
+        if now is None or now is failed:
+            self.schedule_refresh()  # not moved (yet): its replica may be taking over
+            fut.set_exception(exc)
+            return
+        self._route(fut, key, send, asking, redirects + 1, now)
 
     @staticmethod
     def _asked(reply: asyncio.Future[list[Any]], fut: asyncio.Future[Any]) -> None:
@@ -225,9 +254,10 @@ class RedisClusterPipe:
         return fut
 
     async def aclose(self) -> None:
-        if self._refreshing is not None:
-            self._refreshing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refreshing
+        for task in (self._refreshing, self._refresh_now):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, BackendUnavailable):
+                    await task
         for pipe in self.nodes.values():
             await pipe.aclose()

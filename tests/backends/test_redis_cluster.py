@@ -136,7 +136,7 @@ async def test_failover_loses_no_acknowledged_store_and_a_down_node_fails_fast(r
                     victim.kill()  # SIGKILL: its replica takes over after cluster-node-timeout
                     victim.stop()
                     before = len(acked)
-                    await asyncio.to_thread(cluster.wait_ok, 60)
+                    await asyncio.to_thread(cluster.wait_failed_over, victim.port, 60)
                     while len(acked) < before + 60 and todo:
                         await asyncio.sleep(0.02)
                     stop.set()
