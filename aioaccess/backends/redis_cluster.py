@@ -60,7 +60,6 @@ class RedisClusterPipe:
         self.nodes: dict[tuple[str, int], RedisPipe] = {}
         self.slots: list[RedisPipe | None] = [None] * 16384
         self._refreshing: asyncio.Task[None] | None = None
-        self._refresh_now: asyncio.Task[None] | None = None
         self._refreshed_at = -1e9
         self._slot_of: dict[bytes, int] = {}
 
@@ -103,28 +102,20 @@ class RedisClusterPipe:
         raise BackendUnavailable("redis", f"no cluster node answered CLUSTER SLOTS: {error}")
 
     async def refresh_shared(self) -> None:
-        """A map loaded after this call began: one refresh shared by every caller, at most every REFRESH_INTERVAL."""
-        if self._refresh_now is None or self._refresh_now.done():
-            self._refresh_now = self.loop.create_task(self._refresh_after_interval())
-            self._refresh_now.add_done_callback(lambda t: t.cancelled() or t.exception())
-        await asyncio.shield(self._refresh_now)
+        """Until a map loaded after this call began is in place (the refresh every caller shares)."""
+        await asyncio.shield(self.schedule_refresh())
 
-    async def _refresh_after_interval(self) -> None:
-        await asyncio.sleep(max(0.0, self._refreshed_at + REFRESH_INTERVAL - self.loop.time()))
-        await self.refresh()
-
-    def schedule_refresh(self) -> None:
-        """Refresh the slot map soon (at most every REFRESH_INTERVAL seconds)."""
-        if self._refreshing is None:
-            self._refreshing = self.loop.create_task(self._refresh_later())
+    def schedule_refresh(self) -> asyncio.Task[None]:
+        """Refresh the slot map soon (at most every REFRESH_INTERVAL seconds); one refresh at a time, shared."""
+        task = self._refreshing
+        if task is None or task.done():
+            task = self._refreshing = self.loop.create_task(self._refresh_later())
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
 
     async def _refresh_later(self) -> None:
-        try:
-            await asyncio.sleep(max(0.0, self._refreshed_at + REFRESH_INTERVAL - self.loop.time()))
-            with contextlib.suppress(BackendUnavailable):
-                await self.refresh()
-        finally:
-            self._refreshing = None
+        await asyncio.sleep(max(0.0, self._refreshed_at + REFRESH_INTERVAL - self.loop.time()))
+        await self.refresh()
 
     def pipe_for(self, key: bytes) -> RedisPipe | None:
         return self.slots[key_slot(key)]
@@ -254,10 +245,10 @@ class RedisClusterPipe:
         return fut
 
     async def aclose(self) -> None:
-        for task in (self._refreshing, self._refresh_now):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, BackendUnavailable):
-                    await task
+        task = self._refreshing
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, BackendUnavailable):
+                await task
         for pipe in self.nodes.values():
             await pipe.aclose()
