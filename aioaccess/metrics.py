@@ -1,7 +1,8 @@
 """Prometheus metrics for servers: calls, latency, bytes out, connections, backend errors.
 
-One :class:`ServerMetrics` per process.  Hook it into dispatch with
-``Processor(service, handler, observer=metrics.observer("fetch"))``, let it
+One :class:`ServerMetrics` per process.  Wrap a service with it:
+``Processor(service, handler, observer=metrics.observer("fetch"))`` observes each
+call (``service.observe``) without changing the route that answers it; let it
 watch each :class:`~aioaccess.server.ServerState` with :meth:`ServerMetrics.track`,
 and serve ``/metrics`` in the Prometheus text format on the running loop with
 :meth:`ServerMetrics.start_http`.
@@ -26,8 +27,8 @@ from prometheus_client.exposition import choose_encoder
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from .server.dispatch import CallObserver
     from .server.server import ServerState
+    from .service import CallObserver
 
 __all__ = ["LATENCY_BUCKETS", "ServerMetrics", "multiprocess_enabled", "multiprocess_registry"]
 

@@ -21,9 +21,10 @@
  * cyclic GC (see gc_hide); gc_hold(comm, objects) and held_count() serve
  * aioaccess.codec.references, whose references do make cycles.
  *
- * and the server's fetch fast path, whose pure-Python twin is
- * aioaccess.wire.messages._fetch_reply_now:
+ * and the one parse of a fetch CALL (scan_fetch_call) with the server's fetch fast path over it,
+ * whose pure-Python twins are in aioaccess.wire.fetch_call:
  *
+ *   usual_fetch_call(data, pos) -> (seqid, ids) | None
  *   fetch_reply_now(data, table, max_reply_size, join_below) -> bytes | None
  *
  * Output of encode() is byte-identical to Apache Thrift's accelerated compact
@@ -3106,16 +3107,103 @@ py_to_tjson(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
 /* The server's fetch fast path                                              */
 /* ------------------------------------------------------------------------ */
 
+/* The one parse of a fetch CALL in the usual layout: 0x82 0x21, varint seqid (at most 5 bytes,
+ * < 2**32), "fetch", fetch_args field 1 (struct), FetchRequest field 1 (list<string>, fewer than 15
+ * ids, each under 128 bytes), then the two STOPs, which end the message exactly.  Returns the number
+ * of ids (their spans in at[] and len[]) and the seqid, or -1 for anything else. */
+#define USUAL_MAX_IDS 14
+static int
+scan_fetch_call(const unsigned char *q, const unsigned char *end, uint32_t *seqid_out,
+                const unsigned char **at, Py_ssize_t *len)
+{
+    if (end - q < 2 || q[0] != 0x82 || q[1] != 0x21)
+        return -1;
+    q += 2;
+    uint64_t seqid = 0;
+    int shift = 0;
+    for (;;) {
+        if (q >= end || shift > 28)
+            return -1;
+        unsigned char c = *q++;
+        seqid |= (uint64_t)(c & 0x7F) << shift;
+        if (!(c & 0x80))
+            break;
+        shift += 7;
+    }
+    if (seqid > 0xFFFFFFFFu)
+        return -1;
+    if (end - q < 9 || memcmp(q, "\x05" "fetch" "\x1c\x19", 8) != 0)
+        return -1;
+    q += 8;
+    unsigned char head = *q++;
+    if ((head & 0x0F) != 8 || head >= 0xF0)
+        return -1;
+    int n = head >> 4;
+    for (int i = 0; i < n; i++) {
+        if (q >= end || *q >= 0x80 || end - q - 1 < *q)
+            return -1;
+        len[i] = *q++;
+        at[i] = q;
+        q += len[i];
+    }
+    if (end - q != 2 || q[0] != 0 || q[1] != 0)
+        return -1;
+    *seqid_out = (uint32_t)seqid;
+    return n;
+}
+
+PyDoc_STRVAR(usual_fetch_call_doc,
+"usual_fetch_call(data, pos) -> (seqid, ids) | None\n\n"
+"The seqid (signed) and ids of the fetch CALL that fills the bytes *data*\n"
+"from *pos* on, in the usual layout (fewer than 15 ids, each under 128 bytes,\n"
+"no other FetchRequest field); None for anything else, ids that are not\n"
+"UTF-8 included.  Twin: aioaccess.wire.fetch_call._usual_fetch_call.");
+
+static PyObject *
+py_usual_fetch_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "usual_fetch_call() takes 2 arguments");
+        return NULL;
+    }
+    PyObject *data = args[0];
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred())
+        return NULL;
+    if (!PyBytes_CheckExact(data) || pos < 0 || pos > PyBytes_GET_SIZE(data))
+        Py_RETURN_NONE;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
+    const unsigned char *at[USUAL_MAX_IDS];
+    Py_ssize_t len[USUAL_MAX_IDS];
+    uint32_t seqid;
+    int n = scan_fetch_call(p + pos, p + PyBytes_GET_SIZE(data), &seqid, at, len);
+    if (n < 0)
+        Py_RETURN_NONE;
+    PyObject *ids = PyList_New(n);
+    if (ids == NULL)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        PyObject *key = PyUnicode_DecodeUTF8((const char *)at[i], len[i], NULL);
+        if (key == NULL) {
+            Py_DECREF(ids);
+            PyErr_Clear(); /* not UTF-8: the general parser reports it */
+            Py_RETURN_NONE;
+        }
+        PyList_SET_ITEM(ids, i, key);
+    }
+    PyObject *result = Py_BuildValue("(lN)", (long)(int32_t)seqid, ids);
+    return result;
+}
+
 PyDoc_STRVAR(fetch_reply_now_doc,
 "fetch_reply_now(data, table, max_reply_size, join_below) -> bytes | None\n\n"
 "The framed reply to *data* when *data* is exactly one framed compact\n"
-"``fetch`` CALL in the usual layout (fewer than 15 ids, each under 128\n"
-"bytes, no other FetchRequest field) and every id is a key of the dict\n"
-"*table* (id -> compact bytes).  None for anything else, so the caller\n"
-"answers it the general way: a missing id, a reply of several\n"
+"``fetch`` CALL in the usual layout (see usual_fetch_call) and every id is\n"
+"a key of the dict *table* (id -> compact bytes).  None for anything else,\n"
+"so the caller answers it the general way: a missing id, a reply of several\n"
 "Communications over *max_reply_size* bytes, one of *join_below* bytes or\n"
 "more (better written without joining), or any other message.  The reply\n"
-"is byte-identical to aioaccess.wire.messages.build_fetch_reply's.");
+"is byte-identical to aioaccess.wire.fetch_reply.build_fetch_reply's.");
 
 static PyObject *
 py_fetch_reply_now(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -3141,46 +3229,22 @@ py_fetch_reply_now(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     uint32_t flen = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
     if ((Py_ssize_t)flen != len - 4)
         Py_RETURN_NONE;
-    const unsigned char *q = p + 4, *end = p + len;
-    /* compact CALL (0x82 0x21), varint seqid (at most 5 bytes, < 2**32) */
-    if (q[0] != 0x82 || q[1] != 0x21)
+    const unsigned char *at[USUAL_MAX_IDS];
+    Py_ssize_t idlen[USUAL_MAX_IDS];
+    uint32_t seqid;
+    int n = scan_fetch_call(p + 4, p + len, &seqid, at, idlen);
+    if (n < 0)
         Py_RETURN_NONE;
-    q += 2;
-    uint64_t seqid = 0;
-    int shift = 0;
-    for (;;) {
-        if (q >= end || shift > 28)
-            Py_RETURN_NONE;
-        unsigned char c = *q++;
-        seqid |= (uint64_t)(c & 0x7F) << shift;
-        if (!(c & 0x80))
-            break;
-        shift += 7;
-    }
-    if (seqid > 0xFFFFFFFFu)
-        Py_RETURN_NONE;
-    /* "fetch", fetch_args field 1 (struct), FetchRequest field 1 (list<string>, n < 15) */
-    if (end - q < 10 || memcmp(q, "\x05" "fetch" "\x1c\x19", 8) != 0)
-        Py_RETURN_NONE;
-    q += 8;
-    unsigned char head = *q++;
-    if ((head & 0x0F) != 8 || head >= 0xF0)
-        Py_RETURN_NONE;
-    int n = head >> 4;
-    PyObject *comms[14]; /* strong references: the dict may change while later ids are looked up */
+    PyObject *comms[USUAL_MAX_IDS]; /* strong references: the dict may change while later ids are looked up */
     int held = 0;
     PyObject *out = NULL;
     Py_ssize_t total = 0;
     for (int i = 0; i < n; i++) {
-        if (q >= end || *q >= 0x80 || end - q - 1 < *q)
-            goto decline;
-        Py_ssize_t size = *q++;
-        PyObject *key = PyUnicode_DecodeUTF8((const char *)q, size, NULL);
+        PyObject *key = PyUnicode_DecodeUTF8((const char *)at[i], idlen[i], NULL);
         if (key == NULL) {
             PyErr_Clear(); /* not UTF-8: the general path reports it */
             goto decline;
         }
-        q += size;
         PyObject *value = PyDict_GetItemWithError(table, key); /* borrowed */
         Py_DECREF(key);
         if (value == NULL) {
@@ -3194,8 +3258,7 @@ py_fetch_reply_now(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         comms[held++] = value;
         total += PyBytes_GET_SIZE(value);
     }
-    /* end of FetchRequest, end of fetch_args, end of message */
-    if (end - q != 2 || q[0] != 0 || q[1] != 0 || total >= join_below)
+    if (total >= join_below)
         goto decline;
     unsigned char rhead[32];
     Py_ssize_t h = 0;
@@ -3557,6 +3620,8 @@ static PyMethodDef methods[] = {
      to_tjson_doc},
     {"fetch_reply_now", (PyCFunction)(void (*)(void))py_fetch_reply_now, METH_FASTCALL,
      fetch_reply_now_doc},
+    {"usual_fetch_call", (PyCFunction)(void (*)(void))py_usual_fetch_call, METH_FASTCALL,
+     usual_fetch_call_doc},
     {"gc_track", py_gc_track, METH_O, gc_track_doc},
     {"gc_untrack", py_gc_untrack, METH_O, gc_untrack_doc},
     {"gc_hold", (PyCFunction)(void (*)(void))py_gc_hold, METH_FASTCALL, gc_hold_doc},
@@ -3567,7 +3632,7 @@ static PyMethodDef methods[] = {
 PyDoc_STRVAR(module_doc,
 "Compiled Thrift compact-protocol codec for thriftpy2 structs.\n\n"
 "Same codec API as aioaccess.codec.compact (the pure-Python twin), plus\n"
-"fetch_reply_now (twin: aioaccess.wire.messages._fetch_reply_now).");
+"fetch_reply_now and usual_fetch_call (twins in aioaccess.wire.fetch_call).");
 
 static struct PyModuleDef moduledef = {
     PyModuleDef_HEAD_INIT, "_speedups", module_doc, -1, methods,

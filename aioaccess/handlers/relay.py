@@ -6,8 +6,8 @@ pipelined by default (many calls in flight per connection, replies matched in
 order), or ``pipelined=False`` for aioaccess's one-call-per-connection
 ``ConnectionPool``.  Fetch results stay compact bytes (``fetch_raw``), and
 :class:`RelayProcessor` goes further: it forwards each call message verbatim
-and hands the upstream's reply back unchanged, so nothing is decoded on the
-way through.
+and hands the upstream's reply back unchanged (``service.relay``), so
+nothing is decoded on the way through.
 
 An upstream that refuses, drops or does not answer within ``timeout``
 surfaces as ``ServicesException("upstream fetch service HOST:PORT
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from ssl import SSLContext
 from types import TracebackType
@@ -36,15 +35,8 @@ from ..schema import (
     ServiceInfo,
     ServicesException,
 )
-from ..server.dispatch import INTERNAL_ERROR, Processor
-from ..wire.messages import (
-    CALL,
-    EXCEPTION,
-    REPLY,
-    build_application_exception,
-    build_message,
-    parse_header,
-)
+from ..server.dispatch import Processor
+from ..service import RelayedCalls
 from ._relay_pool import LostConnection, PipelinedPool
 
 __all__ = ["DEFAULT_RELAY_TIMEOUT", "RelayFetchHandler", "RelayProcessor"]
@@ -168,49 +160,13 @@ class RelayFetchHandler:
 
 
 class RelayProcessor(Processor):
-    """A FetchCommunicationService processor that relays call messages verbatim.
+    """The FetchCommunicationService :class:`~aioaccess.server.dispatch.Processor` of a relay, answering
+    with :class:`~aioaccess.service.RelayedCalls`: each call message goes upstream verbatim and the
+    upstream's reply comes back unchanged, nothing decoded.  Failures become the replies
+    :class:`RelayFetchHandler` would give."""
 
-    The client's message (its seqid included) goes upstream unchanged and the
-    upstream's reply comes back unchanged: no argument or result is decoded.
-    Failures become the replies :class:`RelayFetchHandler` would give.
-    """
-
+    calls_class = RelayedCalls
     handler: RelayFetchHandler
 
     def __init__(self, handler: RelayFetchHandler, **kwargs: Any) -> None:
         super().__init__(FetchCommunicationService, handler, **kwargs)
-
-    async def process(self, msg: bytes) -> bytes | None:
-        header = parse_header(msg)
-        if header.mtype != CALL or header.name not in self.methods:
-            return await super().process(msg)
-        started = time.perf_counter()
-        outcome = "ok"
-        try:
-            reply = await self.handler.relay_message(msg)
-            check = parse_header(reply)
-            if check.mtype not in (REPLY, EXCEPTION) or check.name != header.name or check.seqid != header.seqid:
-                raise ServicesException(message=f"upstream fetch service {self.handler.upstream} "
-                                                f"answered {check!r} to {header!r}")
-            if check.mtype == EXCEPTION:
-                outcome = "error"
-            reply = len(reply).to_bytes(4, "big") + reply
-        except ServicesException as exc:
-            outcome, reply = "exception", self._failure(header.name, header.seqid, exc)
-        except ProtocolError as exc:
-            outcome, reply = "exception", self._failure(header.name, header.seqid, self.handler.unavailable(exc))
-        except Exception as exc:
-            logger.exception("Relaying %s failed", header.name)
-            outcome = "error"
-            reply = build_application_exception(header.name, header.seqid, INTERNAL_ERROR,
-                                                f"Internal error in {header.name}: {exc!r}")
-        if self.observer is not None:
-            self.observer(header.name, outcome, time.perf_counter() - started, len(reply))
-        return reply
-
-    def _failure(self, name: str, seqid: int, exc: ServicesException) -> bytes:
-        method = self.methods[name]
-        if any(cls is ServicesException for cls, _ in method.exceptions):
-            field = next(f for cls, f in method.exceptions if cls is ServicesException)
-            return build_message(name, REPLY, seqid, codec.encode(method.result_cls(**{field: exc})))
-        return build_application_exception(name, seqid, INTERNAL_ERROR, f"{name}: {exc.message}")

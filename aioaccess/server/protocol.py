@@ -1,13 +1,18 @@
-"""One framed connection: read frames, answer them in order, time out idle peers.
+"""One framed connection: read frames, answer them in order.
 
 A read that is exactly one ``fetch`` call of ids all in the processor's
-``fetch_table`` is answered at once, in C when the codec is compiled.  A call
-to an ``inline_safe`` handler (an in-memory or page-cached container) that
-finishes without suspending is answered straight from ``data_received``;
-only a call that really waits on I/O gets a Task, unless the handler is also
-``task_free`` (the Redis pipe): its calls wait only on plain futures, and the
-future's callback resumes them.  Every call to any other handler runs in a
-Task, so ``asyncio.timeout`` and client libraries work.
+:class:`~aioaccess.service.FastFetch` table is answered at once, in C when the
+codec is compiled (``fetch_reply_now``), with or without metrics.  Any other
+frame goes to ``processor.process``, the service's one compact route, and how
+its coroutine is run depends on the handler's declared capability
+(:class:`~aioaccess._types.InlineSafeHandler`,
+:class:`~aioaccess._types.TaskFreeHandler`): a call to an inline-safe handler
+(an in-memory or page-cached container) that finishes without suspending is
+answered straight from ``data_received``; one that waits gets a Task, unless
+the handler is also task-free (the Redis pipe): its calls wait only on plain
+futures, and the future's callback resumes them (:meth:`FramedProtocol._wait_on`).
+Every call to any other handler runs in a Task, so ``asyncio.timeout`` and
+client libraries work.  The connection's limits are :class:`~.limits.ConnectionLimits`.
 """
 
 from __future__ import annotations
@@ -15,23 +20,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import struct
 import time
 import types
 from collections import deque
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
-try:
-    import fcntl
-    import termios
-except ImportError:  # not POSIX
-    fcntl = termios = None  # type: ignore[assignment]
-
 from ..exceptions import ProtocolError
+from ..wire.fetch_call import fetch_reply_now
+from ..wire.fetch_reply import WRITEV_FROM
 from ..wire.framing import FrameDecoder
-from ..wire.messages import WRITEV_FROM, build_application_exception, fetch_reply_now, parse_header
-from .slots import oldest_idle
+from .limits import ConnectionLimits
 
 if TYPE_CHECKING:
     from .dispatch import Processor
@@ -40,28 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["FramedProtocol"]
 
 logger = logging.getLogger("aioaccess.server")
-
-_INTERNAL_ERROR = 6
-_TIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if termios is not None else None
-#: Stop reading a connection while this much is queued behind a call in flight.
-_MAX_BACKLOG_BYTES = 4 << 20
-_MAX_BACKLOG_FRAMES = 256
-
-
-def _unsent(transport: asyncio.Transport) -> int:
-    """Reply bytes not yet taken by the peer: the transport's buffer plus, when that is not empty,
-    the kernel's send queue (Linux TIOCOUTQ), so that a slowly reading peer shows progress."""
-    try:
-        n = transport.get_write_buffer_size()
-    except NotImplementedError:  # a transport without write buffering
-        return 0
-    if n and _TIOCOUTQ is not None:
-        sock = transport.get_extra_info("socket")
-        try:
-            n += struct.unpack("i", fcntl.ioctl(sock.fileno(), _TIOCOUTQ, b"\0\0\0\0"))[0]
-        except (AttributeError, OSError, ValueError):
-            pass
-    return n
 
 
 @types.coroutine
@@ -82,7 +59,7 @@ def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any,
                 return stop.value
 
 
-class FramedProtocol(asyncio.Protocol):
+class FramedProtocol(ConnectionLimits, asyncio.Protocol):
     """Serves one client connection for one :class:`Processor`."""
 
     def __init__(self, processor: Processor, state: ServerState) -> None:
@@ -106,10 +83,8 @@ class FramedProtocol(asyncio.Protocol):
         self.idle_handle: asyncio.TimerHandle | None = None
         self.write_paused = False
         self.task: asyncio.Task[None] | None = None
-        self.fetch_table = processor.fetch_table()
-        self.fetch_guard = processor.fetch_table_guard()  # e.g. applies queued inotify events first
-        self.max_reply_size = processor.max_reply_size
-        self.observer = processor.observer
+        #: The fetch answered inside data_received: built when the server started (at most once per loop).
+        self.fast = processor.fast_fetch(self.loop)
 
     # -- connection lifecycle -------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -126,26 +101,6 @@ class FramedProtocol(asyncio.Protocol):
         self.state.connections.add(self)
         self.state.total_connections += 1
         self._arm_idle()
-
-    def _make_room(self) -> bool:
-        """At the cap: close the connection idle longest (see ``server.slots``); False when none is idle."""
-        victim = oldest_idle(self.state.connections, self.last_frame_at)
-        if victim is None or victim.transport is None:
-            return False
-        logger.info("At the limit of %d connections: closing the one idle longest", self.config.max_connections)
-        self.state.idle_closed += 1
-        self.state.evicted += 1
-        victim.transport.close()
-        return True
-
-    def idle_since(self) -> float | None:
-        """When this connection last finished a call, or None while it has one in flight, queued or arriving
-        (a partial frame), or a reply still going out."""
-        transport = self.transport
-        if (self.busy or self.pending or self.held or self.decoder.buffered or self.closing or transport is None
-                or transport.is_closing() or _unsent(transport)):
-            return None
-        return self.last_frame_at
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
@@ -202,62 +157,21 @@ class FramedProtocol(asyncio.Protocol):
         if not self.busy and self.pending:
             self._run()  # answer what waited for the peer to read
 
-    def _update_reading(self) -> None:
-        """Pause reading while a pipelining client has queued too much behind a call in flight."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        full = self.pending_bytes >= _MAX_BACKLOG_BYTES or len(self.pending) >= _MAX_BACKLOG_FRAMES
-        if full and not self.backlog_paused:
-            self.backlog_paused = True
-            transport.pause_reading()
-        elif not full and self.backlog_paused:
-            self.backlog_paused = False
-            if not self.write_paused:
-                transport.resume_reading()
-
     # -- idle timeout ---------------------------------------------------
-    def _arm_idle(self) -> None:
-        timeout = self.config.idle_timeout
-        if timeout is not None:
-            self.idle_handle = self.loop.call_at(self.last_frame_at + timeout, self._check_idle)
-
-    def _check_idle(self) -> None:
-        self.idle_handle = None
-        if self.transport is None:
-            return
-        timeout = self.config.idle_timeout
-        assert timeout is not None
-        now = self.loop.time()
-        unsent = _unsent(self.transport)
-        if self.busy or (unsent and unsent != self.unsent_at_check):
-            # A call in flight, or a reply still moving out to a peer reading slowly: not idle.
-            self.last_frame_at = now
-        elif now - self.last_frame_at >= timeout:
-            logger.info("Closing connection idle for %.1f s", timeout)
-            self.state.idle_closed += 1
-            if unsent:
-                self.transport.abort()  # the peer stopped reading: close() would wait on it forever
-            else:
-                self.transport.close()
-            return
-        self.unsent_at_check = unsent
-        self._arm_idle()
-
     # -- requests ---------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        table = self.fetch_table
-        if table is not None and not (self.busy or self.pending or self.held or self.closing or self.refused
-                                      or self.write_paused) and self.transport is not None:
-            if self.fetch_guard is not None:
-                self.fetch_guard()
-            if self.observer is None:
-                reply = fetch_reply_now(data, table, self.max_reply_size, WRITEV_FROM)
+        fast = self.fast
+        if fast is not None and not (self.busy or self.pending or self.held or self.closing or self.refused
+                                     or self.write_paused) and self.transport is not None:
+            if fast.guard is not None:
+                fast.guard()  # e.g. applies queued inotify events first
+            if fast.observer is None:
+                reply = fetch_reply_now(data, fast.table, fast.max_reply_size, WRITEV_FROM)
             else:
                 started = time.perf_counter()
-                reply = fetch_reply_now(data, table, self.max_reply_size, WRITEV_FROM)
+                reply = fetch_reply_now(data, fast.table, fast.max_reply_size, WRITEV_FROM)
                 if reply is not None:
-                    self.observer("fetch", "ok", time.perf_counter() - started, len(reply))
+                    fast.observer("fetch", "ok", time.perf_counter() - started, len(reply))
             if reply is not None:  # the usual call: answered without a frame object or a coroutine
                 self.state.total_requests += 1
                 self.last_frame_at = self.loop.time()
@@ -285,39 +199,9 @@ class FramedProtocol(asyncio.Protocol):
         else:
             self._update_reading()
 
-    def _charge_partial(self) -> bool:
-        """Charge this connection's partial frame to the server-wide budget; False once closed for passing it."""
-        now = self.decoder.buffered
-        grew = now > self.held
-        self.state.buffered_bytes += now - self.held
-        self.held = now
-        budget = max(self.config.max_buffered_bytes, self.config.max_frame_size)
-        if grew and self.state.buffered_bytes > budget:
-            self.state.buffer_overflows += 1
-            self._protocol_error(ProtocolError(
-                f"unfinished frames of all connections would hold over {budget} bytes (max_buffered_bytes)"))
-            return False
-        return True
-
-    def _refuse(self, msg: bytes) -> None:
-        assert self.transport is not None
-        try:
-            header = parse_header(msg)
-            text = f"Server is at its limit of {self.config.max_connections} connections; try again later"
-            self.transport.write(build_application_exception(header.name, header.seqid, _INTERNAL_ERROR, text))
-        except ProtocolError:
-            pass
-        self.transport.close()
-
     def _internal_error(self) -> None:
         # A bug, not the peer's fault; closing beats leaving the connection busy forever.
         logger.exception("Closing connection: answering a call failed")
-        if self.transport is not None:
-            self.transport.close()
-
-    def _protocol_error(self, exc: Exception) -> None:
-        logger.info("Closing connection: %s", exc)
-        self.state.protocol_errors += 1
         if self.transport is not None:
             self.transport.close()
 

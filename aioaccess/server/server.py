@@ -127,6 +127,7 @@ class Server:
         reserve_fds(self.config.max_connections)
         try:
             for listener in self.listeners:
+                listener.processor.fast_fetch(loop)  # read from the container now, not when a client connects
                 def factory(p: Processor = listener.processor) -> FramedProtocol:
                     return FramedProtocol(p, self.state)
 
