@@ -86,7 +86,7 @@ async def time_call_path(container: CommunicationContainer, frames: list[bytes],
     transport = _CountingTransport()
     proto.connection_made(transport)  # type: ignore[arg-type]
     if not guard:
-        proto.fetch_guard = None
+        proto.fast.guard = None  # type: ignore[union-attr]  # this Processor's own FastFetch
     for frame in frames:  # warm every cache; a call that reads a file finishes in a Task
         proto.data_received(frame)
         while proto.busy or proto.pending:

@@ -41,6 +41,9 @@ class CommunicationContainer(abc.ABC):
     #: client library that needs ``current_task()``); lets the server answer
     #: calls that never wait without creating a Task.
     INLINE_SAFE: ClassVar[bool] = False
+    #: Whether reads wait only on plain futures (no Task, no ``asyncio.timeout``): the server then steps them
+    #: by callbacks and never makes a Task for them (``_types.TaskFreeHandler``).
+    TASK_FREE: ClassVar[bool] = False
     #: A dict of id -> checked compact bytes that the container keeps current for as
     #: long as it lives (the same object throughout; it may be empty, and need not hold
     #: every id).  The server answers a fetch of ids that are all in it without calling

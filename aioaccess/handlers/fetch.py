@@ -20,7 +20,12 @@ class CommunicationContainerFetchHandler:
     """Answers fetch calls from ``communication_container``.
 
     Unknown ids are skipped, as in concrete-python.  The server uses
-    ``fetch_raw`` and so never decodes what it serves.
+    ``fetch_raw`` and so never decodes what it serves.  What the server may
+    do with it is declared here, in the typed Protocols of :mod:`aioaccess._types`
+    it implements: ``raw_table`` and ``raw_table_guard`` (``RawTableHandler``,
+    ``GuardedRawTable``: the server's ``FastFetch`` is read from them once per
+    loop, when it starts) and ``inline_safe``/``task_free`` (``InlineSafeHandler``,
+    ``TaskFreeHandler``: the container's ``INLINE_SAFE``/``TASK_FREE``).
     """
 
     def __init__(self, communication_container: CommunicationContainer | Mapping[str, Any]) -> None:
@@ -57,7 +62,7 @@ class CommunicationContainerFetchHandler:
         """Whether calls wait only on plain futures (the container's TASK_FREE), so need no Task at all."""
         if type(self).fetch_raw is not CommunicationContainerFetchHandler.fetch_raw:
             return False
-        return getattr(self.container, "TASK_FREE", False)
+        return self.container.TASK_FREE
 
     async def about(self) -> ServiceInfo:
         return ServiceInfo(
