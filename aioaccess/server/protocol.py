@@ -1,18 +1,12 @@
 """One framed connection: read frames, answer them in order.
 
-A read that is exactly one ``fetch`` call of ids all in the processor's
-:class:`~aioaccess.service.FastFetch` table is answered at once, in C when the
-codec is compiled (``fetch_reply_now``), with or without metrics.  Any other
-frame goes to ``processor.process``, the service's one compact route, and how
-its coroutine is run depends on the handler's declared capability
-(:class:`~aioaccess._types.InlineSafeHandler`,
-:class:`~aioaccess._types.TaskFreeHandler`): a call to an inline-safe handler
-(an in-memory or page-cached container) that finishes without suspending is
-answered straight from ``data_received``; one that waits gets a Task, unless
-the handler is also task-free (the Redis pipe): its calls wait only on plain
-futures, and the future's callback resumes them (:meth:`FramedProtocol._wait_on`).
-Every call to any other handler runs in a Task, so ``asyncio.timeout`` and
-client libraries work.  The connection's limits are :class:`~.limits.ConnectionLimits`.
+A read that is exactly one ``fetch`` of ids all in the processor's :class:`~aioaccess.service.FastFetch`
+table is answered at once (``fetch_reply_now``, in C when compiled), metrics or not.  Any other frame goes
+to ``processor.process``, the service's one compact route, run as the handler declares
+(:mod:`aioaccess._types`): inline while it does not wait (``InlineSafeHandler``); then resumed from its
+future's callback without a Task (``TaskFreeHandler``, the Redis pipe: :meth:`FramedProtocol._wait_on`) or
+in a Task, as is every call to any other handler, so ``asyncio.timeout`` and client libraries work.
+The connection's limits are :class:`~.limits.ConnectionLimits`.
 """
 
 from __future__ import annotations
