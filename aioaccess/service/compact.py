@@ -9,6 +9,7 @@ they arrived.  Every other call is decoded with the codec.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from .. import codec
 from ..codec import CodecError
@@ -45,10 +46,12 @@ class CompactCalls:
         self.handler = service.handler
         self.methods = service.methods
         self.max_reply_size = service.max_reply_size
+        #: Methods answered from bytes: fetch with stored bytes, store with the bytes as they arrived.
+        self.from_bytes: dict[str, Callable[[bytes, MessageHeader], Awaitable[bytes]]] = {}
         if service.raw_fetch:
-            self.methods["fetch"].fast = self._fetch_raw
+            self.from_bytes["fetch"] = self._fetch_raw
         if service.raw_store:
-            self.methods["store"].fast = self._store_raw
+            self.from_bytes["store"] = self._store_raw
         self._raw_fetch = service.raw_fetch
 
     async def answer(self, msg: bytes) -> bytes | list[bytes] | None:
@@ -74,13 +77,14 @@ class CompactCalls:
         if header.mtype not in (CALL, ONEWAY):
             raise ProtocolError(f"message type {header.mtype} is not a call")
         method = self.methods.get(header.name)
-        if method is None or (method.call is None and method.fast is None):
+        fast = self.from_bytes.get(header.name)
+        if method is None or (method.call is None and fast is None):
             return build_application_exception(
                 header.name, header.seqid, UNKNOWN_METHOD, f"Unknown method {header.name!r}"
             )
         try:
-            if method.fast is not None:
-                reply = await method.fast(msg, header)
+            if fast is not None:
+                reply = await fast(msg, header)
             else:
                 reply = await self._generic(method, msg, header)
         except Exception as exc:

@@ -29,7 +29,7 @@ class Method:
     """One method of a thriftpy2 service: argument and result classes, declared exceptions, the handler's call."""
 
     __slots__ = ("name", "args_cls", "result_cls", "arg_names", "struct_args", "call", "exceptions",
-                 "has_success", "fast")
+                 "has_success")
 
     def __init__(self, service: Any, name: str, handler: Any) -> None:
         self.name = name
@@ -47,8 +47,6 @@ class Method:
         self.has_success = 0 in rspec
         # (exception class, result field name) for each declared ``throws``
         self.exceptions = [(rspec[fid][2], rspec[fid][1]) for fid in sorted(rspec) if fid != 0]
-        #: The transport's own answer from bytes (a raw fetch or store), when the handler has one.
-        self.fast: Any = None
 
     def __repr__(self) -> str:
         return f"Method({self.name!r})"
