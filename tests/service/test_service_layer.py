@@ -179,3 +179,13 @@ def test_fetch_result_type_is_what_the_reply_holds() -> None:
     header = parse_header(raw[4:])
     result = codec.decode(raw[4:], FetchCommunicationService.fetch_result, header.body_offset)[0]
     assert isinstance(result.success, FetchResult) and [c.id for c in result.success.communications] == ["svc-1"]
+
+
+async def test_tjson_fetch_needs_only_fetch_raw() -> None:
+    """The TJSON adapter reads the same capabilities: a handler with fetch_raw alone answers fetch there too."""
+    calls = TJSONCalls(Service(FetchCommunicationService, BigTable(dict(COMMS))))
+    reply = json.loads(await calls.answer(tjson.parse_message(
+        b'[1,"fetch",1,4,{"1":{"rec":{"1":{"lst":["str",2,"svc-2","nope"]}}}}]')))
+    assert reply[:4] == [1, "fetch", 2, 4]
+    comms = reply[4]["0"]["rec"]["1"]["lst"]
+    assert comms[:2] == ["rec", 1] and comms[2]["1"]["str"] == "svc-2"
