@@ -90,14 +90,18 @@ def import_module(name: str, package: str | None = None) -> ModuleType:
 
 
 def lazy_attributes(namespace: dict[str, Any], table: dict[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` (PEP 562) importing ``table[name]`` (relative to the module) on first use."""
+    """A module ``__getattr__`` (PEP 562) importing ``table[name]`` (relative to the module), or the submodule
+    ``name``, on first use."""
     package = namespace["__name__"]
 
     def __getattr__(name: str) -> Any:
         module = table.get(name)
-        if module is None:
+        if module is not None:
+            value = getattr(import_module(module, package), name)
+        elif not name.startswith("__") and importlib.util.find_spec(f"{package}.{name}") is not None:
+            value = import_module(f".{name}", package)  # a submodule, as when the package imported it eagerly
+        else:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(import_module(module, package), name)
         namespace[name] = value
         return value
 

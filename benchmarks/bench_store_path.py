@@ -22,12 +22,13 @@ import asyncio
 import tempfile
 import time
 
-from aioaccess import codec, corpus
+from aioaccess import codec
 from aioaccess.backends.base import check_raw
 from aioaccess.handlers.store import DirectoryBackedStoreHandler, StoreHandler
 from aioaccess.schema import StoreCommunicationService
 from aioaccess.server import Processor
 from aioaccess.wire.messages import build_message
+from benchmarks import synthetic as corpus
 
 
 class _NullStore(StoreHandler):

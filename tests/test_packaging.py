@@ -38,6 +38,13 @@ def test_import_aioaccess_loads_no_backend_client() -> None:
     assert out.strip() == "[]"
 
 
+def test_submodules_are_still_attributes_of_their_package() -> None:
+    code = ("import aioaccess\nprint(aioaccess.server.Server.__name__, aioaccess.backends.directory.read_file_nowait"
+            ".__name__, aioaccess.handlers.store.is_temp_name.__name__, hasattr(aioaccess, 'corpus'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.split() == ["Server", "read_file_nowait", "is_temp_name", "False"]
+
+
 def test_every_public_name_is_still_importable() -> None:
     from aioaccess.backends.redis import RedisHashBackedCommunicationContainer
     from aioaccess.client.http import HTTPFetchCommunicationClientWrapper

@@ -17,10 +17,11 @@ from conftest import concrete_comms
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from aioaccess import codec, corpus
+from aioaccess import codec
 from aioaccess.codec import CodecError, compact
 from aioaccess.schema import Communication, FetchRequest, FetchResult, access
 from aioaccess.wire.messages import build_message
+from benchmarks import synthetic as corpus
 
 C = pytest.importorskip("aioaccess.codec._speedups")  # as test_speedups.py: built whenever a compiler is there
 
