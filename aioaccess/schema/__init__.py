@@ -156,6 +156,12 @@ def _loader() -> Callable[[str], types.ModuleType]:
     from thriftpy2.parser import lexer as thrift_lexer
     from thriftpy2.parser import parser as thrift_parser
 
+    if not hasattr(thrift_parser, "_parse_data"):  # a thriftpy2 whose parse() leaves forward references to load()
+        import thriftpy2
+
+        return lambda name: thriftpy2.load(os.path.join(SCHEMA_DIR, f"{name}.thrift"),
+                                           module_name=f"{_PREFIX}{name}_thrift", include_dirs=[SCHEMA_DIR])
+
     tokens = lex.lex(module=thrift_lexer)
     grammar = yacc.yacc(module=thrift_parser, debug=False, write_tables=False)
 
