@@ -36,6 +36,7 @@ __all__ = [
 
 logger = logging.getLogger("aioaccess.backends.directory")
 
+
 class DirectoryBackedCommunicationContainer(DirectoryIndex, DirectoryWatch, ByteCache, CommunicationContainer):
     """Maps ids to files found (recursively) under ``directory_path``.
 
