@@ -1,6 +1,6 @@
 """Compact-protocol codecs side by side: aioaccess's C codec vs concrete-python vs thriftpy2.
 
-One process, one run.  Two annotated Communications from ``aioaccess.corpus``
+One process, one run.  Two annotated Communications from ``benchmarks/synthetic.py``
 (about 6 KB and 100 KB encoded).  For each we time:
 
 * decode: ``aioaccess.codec._speedups.decode(buf, Communication)`` vs
@@ -58,8 +58,8 @@ from thriftpy2.protocol import TCompactProtocolFactory  # noqa: E402
 from thriftpy2.utils import deserialize, serialize  # noqa: E402
 
 from aioaccess.codec import _speedups as S  # noqa: E402
-from aioaccess.corpus import make_communication  # noqa: E402
 from aioaccess.schema import Communication  # noqa: E402
+from benchmarks.synthetic import make_communication  # noqa: E402
 
 from . import codec_kept  # noqa: E402
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aioaccess import codec
-from aioaccess.corpus import make_corpus
+from benchmarks.synthetic import make_corpus
 
 
 def _measure(fn: Callable[[], Any]) -> tuple[float, float]:

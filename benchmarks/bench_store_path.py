@@ -1,7 +1,7 @@
 """CPU of one store call in the server, without sockets or a backend: the check a store makes.
 
 A ``Processor`` for StoreCommunicationService gets store frames (an annotated
-Communication of ``aioaccess.corpus``, ~6 KB and ~100 KB) and answers them with
+Communication of ``benchmarks/synthetic.py``, ~6 KB and ~100 KB) and answers them with
 a store handler whose backend write does nothing.  Timed side by side, in one
 run, interleaved round by round: the default handler (one pass, ``codec.validate``:
 the schema and every required field) and the same handler checking as stores did
@@ -22,12 +22,13 @@ import asyncio
 import tempfile
 import time
 
-from aioaccess import codec, corpus
+from aioaccess import codec
 from aioaccess.backends.base import check_raw
 from aioaccess.handlers.store import DirectoryBackedStoreHandler, StoreHandler
 from aioaccess.schema import StoreCommunicationService
 from aioaccess.server import Processor
 from aioaccess.wire.messages import build_message
+from benchmarks import synthetic as corpus
 
 
 class _NullStore(StoreHandler):

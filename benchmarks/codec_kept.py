@@ -33,8 +33,8 @@ from concrete.util import read_communication_from_buffer as cp_read
 from concrete.util.access_wrapper import FetchCommunicationClientWrapper as CPClientWrapper
 
 from aioaccess import FetchCommunicationClient, FetchRequest, codec
-from aioaccess.corpus import make_communication
 from aioaccess.schema import Communication
+from benchmarks.synthetic import make_communication
 
 from .bench_relay_http import aio, free_port, running
 

@@ -1,6 +1,6 @@
 """Benchmark corpora: annotated Communications written by concrete-python, cached by parameters.
 
-Each Communication comes from :func:`aioaccess.corpus.make_communication`; its
+Each Communication comes from :func:`benchmarks.synthetic.make_communication`; its
 bytes are read back with concrete-python (``read_communication_from_buffer``)
 and concrete-python writes them out, so every server in the benchmark serves
 files made by the reference implementation.  One corpus is written three ways:
@@ -76,7 +76,7 @@ def _generate_chunk(args: tuple[str, int, int, int, int]) -> list[str]:
     from concrete.util import read_communication_from_buffer, write_communication_to_file
 
     from aioaccess import codec
-    from aioaccess.corpus import make_communication
+    from benchmarks.synthetic import make_communication
 
     ids = []
     for i in range(start, stop):

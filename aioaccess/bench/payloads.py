@@ -1,4 +1,5 @@
-"""Payloads for the benchmarks: Communications from any SOURCE, or synthetic ones of a fixed size or a size range.
+"""Payloads for the benchmarks: Communications from any SOURCE, or synthetic ones (one text section each)
+of a fixed size or a size range.
 
 Sizes are written ``6000``, ``6KB``, ``4KiB`` or a uniform range ``4KiB-64KiB``;
 with a range each synthetic payload's size is drawn uniformly from it.
@@ -9,9 +10,11 @@ from __future__ import annotations
 import argparse
 import random
 import re
+import uuid as _uuid
 from contextlib import AsyncExitStack
 
 from .. import codec
+from ..schema import UUID, AnnotationMetadata, Communication, Section, TextSpan
 
 __all__ = ["Payload", "SizeRange", "load_corpus", "parse_size", "synthetic"]
 
@@ -40,16 +43,39 @@ def parse_size(text: str) -> SizeRange:
     return smallest, largest
 
 
-def synthetic(n: int, size: int | SizeRange, seed: int = 0, prefix: str = "bench") -> list[Payload]:
-    """``n`` deterministic annotated Communications of about ``size`` bytes each (or drawn from a range)."""
-    from ..corpus import make_communication
+_WORDS = ("the report said a new plan for the region would be put to the board on monday after talks with "
+          "officials from both sides who asked not to be named").split()
 
+
+def _communication(comm_id: str, size: int, rng: random.Random) -> Communication:
+    """A Communication with a text section whose compact encoding is about ``size`` bytes."""
+
+    def build(text: str) -> Communication:
+        uuids = [UUID(uuidString=str(_uuid.UUID(int=rng.getrandbits(128), version=4))) for _ in range(2)]
+        return Communication(id=comm_id, uuid=uuids[0], type="news", text=text,
+                             metadata=AnnotationMetadata(tool="aioaccess bench", timestamp=1700000000),
+                             sectionList=[Section(uuid=uuids[1], kind="passage", textSpan=TextSpan(0, len(text)))])
+
+    state = rng.getstate()
+    overhead = len(codec.write_communication_to_buffer(build("")))
+    words: list[str] = []
+    length = 0
+    while length < size - overhead - 8:  # the text's length prefix and section end grow by a few bytes
+        words.append(rng.choice(_WORDS))
+        length += len(words[-1]) + 1
+    rng.setstate(state)
+    return build(" ".join(words))
+
+
+def synthetic(n: int, size: int | SizeRange, seed: int = 0, prefix: str = "bench") -> list[Payload]:
+    """``n`` deterministic Communications of about ``size`` bytes each (or drawn from a range)."""
     lo, hi = (size, size) if isinstance(size, int) else size
     rng = random.Random(seed)
     out = []
     for i in range(n):
         comm_id = f"{prefix}-{i:06d}"
-        comm = make_communication(comm_id, size=rng.randint(lo, hi), seed=seed)
+        size_i = hi - rng.randint(0, hi - lo)  # uniform; counted down from hi, so a range's draws keep with its top
+        comm = _communication(comm_id, size_i, random.Random(f"{seed}:{comm_id}"))
         out.append((comm_id, codec.write_communication_to_buffer(comm)))
     return out
 

@@ -22,19 +22,19 @@ import platform
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..bench.driver import run_phase
-from ..bench.payloads import Payload, load_corpus, parse_size, synthetic
-from ..bench.record import Records
-from ..bench.report import bottlenecks
-from ..bench.stats import proc_cpu_seconds
+from ..bench.payloads import parse_size
 from .bench_s3 import add_s3_parser
 from .errors import UsageError
 from .run import run
 from .sources import add_backend_options
 from .tls_options import add_client_tls_options, client_tls
+
+if TYPE_CHECKING:  # the harness is imported when a bench runs, not when the command line is parsed
+    from ..bench.payloads import Payload
+    from ..bench.record import Records
 
 __all__ = ["check_common", "endpoint_through_proxy", "finish", "load_payloads", "make_report", "now",
            "register", "sweep"]
@@ -132,6 +132,8 @@ def _host_port(spec: str) -> tuple[str, int]:
 
 
 def check_common(args: argparse.Namespace) -> None:
+    from ..bench.stats import proc_cpu_seconds
+
     if args.count is None and args.duration is None:
         args.count = 1000
     if args.count is not None and args.count < 1:
@@ -154,6 +156,8 @@ def check_common(args: argparse.Namespace) -> None:
 
 
 async def load_payloads(args: argparse.Namespace) -> list[Payload]:
+    from ..bench.payloads import load_corpus, synthetic
+
     if args.corpus:
         payloads = await load_corpus(args.corpus, args.payloads, args)
         if not payloads:
@@ -169,6 +173,7 @@ async def sweep(args: argparse.Namespace, labels: list[str],
     """Run every phase (``run_one(label, concurrency, on_progress)``) at every concurrency level; the rows."""
     from ..bench.analyze import summarize
     from ..bench.report import Progress
+    from ..bench.stats import proc_cpu_seconds
 
     rows: list[dict[str, Any]] = []
     with Progress(progress and not args.no_progress) as bar:
@@ -191,6 +196,8 @@ async def sweep(args: argparse.Namespace, labels: list[str],
 
 def make_report(args: argparse.Namespace, kind: str, target: str, rows: list[dict[str, Any]],
             extra: dict[str, Any]) -> dict[str, Any]:
+    from ..bench.report import bottlenecks
+
     config = {k: v for k, v in sorted(vars(args).items()) if k not in ("func", "argv") and not callable(v)}
     return {
         "tool": "aioaccess bench",
@@ -273,6 +280,7 @@ async def _fetch_ids(args: argparse.Namespace, host: str, port: int) -> list[str
 
 
 async def _bench_thrift(args: argparse.Namespace, method: str) -> int:
+    from ..bench.driver import run_phase
     from ..bench.thrift import FramedCaller, build_fetch_frames, build_store_frames
 
     host, port = _host_port(args.target)

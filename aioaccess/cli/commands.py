@@ -125,13 +125,15 @@ def fetch_client(args: argparse.Namespace) -> int:
 
 
 async def _fetch_client(args: argparse.Namespace) -> int:
-    from ..client import FetchCommunicationClient, HTTPFetchCommunicationClient
+    from ..client import FetchCommunicationClient
 
     ids = _read_ids(args)
     if not (ids or args.about or args.alive or args.count or args.get_ids):
         raise UsageError("nothing to do: give ids, or --about, --alive, --count or --get-ids")
     tls = client_tls(args)
     if args.uri:
+        from ..client.http import HTTPFetchCommunicationClient  # the 'http' extra
+
         client: Any = HTTPFetchCommunicationClient(args.uri, timeout=args.timeout, ssl=tls)
     else:
         client = FetchCommunicationClient.connect(args.host, args.port, timeout=args.timeout, ssl=tls)

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .. import __version__
+from .._extras import missing_extra
 from ..server.supervisor import is_worker, prepare_worker
-from . import bench, commands, copy_commands, http_commands, ops_commands, s3_commands
+from . import bench, commands, copy_commands, extras, ops_commands
 from .errors import UsageError
 
 __all__ = ["build_parser", "main"]
@@ -41,10 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser = add_parser  # type: ignore[method-assign]
     commands.register(sub)
     bench.register(sub)
-    http_commands.register(sub)
+    extras.register(sub, "http_commands")
     ops_commands.register(sub)
     copy_commands.register(sub)
-    s3_commands.register(sub)
+    extras.register(sub, "s3_commands")
     return parser
 
 
@@ -59,6 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UsageError as exc:
         print(f"aioaccess {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a backend client that is an extra
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        print(f"aioaccess {args.command}: error: {missing}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

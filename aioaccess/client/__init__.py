@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from .._extras import lazy_attributes
 from .client import ConcreteServiceClient, FetchCommunicationClient, StoreCommunicationClient, TApplicationException
 from .connection import Connection, ConnectionPool, PoolTimeout
-from .http import (
-    HTTPConcreteServiceClient,
-    HTTPConcreteServiceClientWrapper,
-    HTTPFetchCommunicationClient,
-    HTTPFetchCommunicationClientWrapper,
-    HTTPStoreCommunicationClient,
-    HTTPStoreCommunicationClientWrapper,
-)
 from .wrappers import ConcreteServiceClientWrapper, FetchCommunicationClientWrapper, StoreCommunicationClientWrapper
 
 __all__ = [
@@ -32,3 +27,16 @@ __all__ = [
     "StoreCommunicationClientWrapper",
     "TApplicationException",
 ]
+
+# The HTTP/TJSON clients need the 'http' extra (aiohttp): imported on first use.
+__getattr__ = lazy_attributes(globals(), dict.fromkeys([n for n in __all__ if n.startswith("HTTP")], ".http"))
+
+if TYPE_CHECKING:
+    from .http import (
+        HTTPConcreteServiceClient,
+        HTTPConcreteServiceClientWrapper,
+        HTTPFetchCommunicationClient,
+        HTTPFetchCommunicationClientWrapper,
+        HTTPStoreCommunicationClient,
+        HTTPStoreCommunicationClientWrapper,
+    )

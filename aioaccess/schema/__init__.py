@@ -13,9 +13,9 @@ The thriftpy2 modules are available as attributes (``schema.communication``,
 from __future__ import annotations
 
 import os
+import sys
 import types
-
-import thriftpy2
+from collections.abc import Callable
 
 #: The schema files (without ``.thrift``), dependencies first; each is also a module attribute.
 MODULE_NAMES: tuple[str, ...] = (
@@ -148,15 +148,35 @@ SCHEMA_DIR: str = os.path.dirname(os.path.abspath(__file__))
 _PREFIX = "aioaccess_"
 
 
-def _load(name: str) -> types.ModuleType:
-    return thriftpy2.load(
-        os.path.join(SCHEMA_DIR, f"{name}.thrift"),
-        module_name=f"{_PREFIX}{name}_thrift",
-        include_dirs=[SCHEMA_DIR],
-    )
+def _loader() -> Callable[[str], types.ModuleType]:
+    """``thriftpy2.load`` with one PLY parser for every file (thriftpy2 builds its LALR tables again for each
+    file it parses, ~90% of loading the schema). Files are loaded dependencies first, so an ``include``
+    always finds its module already parsed and never builds a parser of its own."""
+    from ply import lex, yacc
+    from thriftpy2.parser import lexer as thrift_lexer
+    from thriftpy2.parser import parser as thrift_parser
+
+    if not hasattr(thrift_parser, "_parse_data"):  # a thriftpy2 whose parse() leaves forward references to load()
+        import thriftpy2
+
+        return lambda name: thriftpy2.load(os.path.join(SCHEMA_DIR, f"{name}.thrift"),
+                                           module_name=f"{_PREFIX}{name}_thrift", include_dirs=[SCHEMA_DIR])
+
+    tokens = lex.lex(module=thrift_lexer)
+    grammar = yacc.yacc(module=thrift_parser, debug=False, write_tables=False)
+
+    def load(name: str) -> types.ModuleType:
+        module_name = f"{_PREFIX}{name}_thrift"
+        module = thrift_parser.parse(os.path.join(SCHEMA_DIR, f"{name}.thrift"), module_name,
+                                     include_dirs=[SCHEMA_DIR], lexer=tokens, parser=grammar)
+        sys.modules[module_name] = module  # as thriftpy2.load does: picklable types
+        return module
+
+    return load
 
 
 #: The loaded thriftpy2 modules, by schema file name.
+_load = _loader()
 modules: dict[str, types.ModuleType] = {name: _load(name) for name in MODULE_NAMES}
 
 uuid = modules["uuid"]

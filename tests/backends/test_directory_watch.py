@@ -22,7 +22,7 @@ from concrete.util import create_comm
 from concrete.util import write_communication_to_buffer as cp_write
 from conftest import concrete_comms
 
-from aioaccess.backends import directory
+from aioaccess.backends import directory, directory_cache
 from aioaccess.backends.base import check_raw
 from aioaccess.backends.directory import DirectoryBackedCommunicationContainer, filesystem_type, parse_mountinfo
 from aioaccess.exceptions import CorruptCommunication
@@ -206,7 +206,7 @@ async def test_a_file_rewritten_during_a_threaded_read_is_not_kept(tree: tuple[s
 # -- what never enters raw_table ---------------------------------------------
 async def test_symlinked_and_hard_linked_files_are_served_but_not_trusted(tmp_path: Any,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(directory, "_RACY_NS", 0)  # as if the files were written long ago
+    monkeypatch.setattr(directory_cache, "_RACY_NS", 0)  # as if the files were written long ago
     plain, linked, hard = concrete_comms(3)
     root, elsewhere = tmp_path / "tree", tmp_path / "elsewhere"
     root.mkdir()
@@ -373,7 +373,7 @@ def test_each_new_loop_watches_afresh(tree: tuple[str, dict[str, str]], comms: l
 # -- when not to watch -------------------------------------------------------------
 async def test_watch_false_confirms_every_read_with_stat(tree: tuple[str, dict[str, str]], comms: list[Any],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(directory, "_RACY_NS", 0)  # as if the files were written long ago
+    monkeypatch.setattr(directory_cache, "_RACY_NS", 0)  # as if the files were written long ago
     root, paths = tree
     before = _inotify_fds()
     container = DirectoryBackedCommunicationContainer(root, watch=False)

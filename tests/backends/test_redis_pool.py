@@ -8,7 +8,7 @@ import pytest
 
 from aioaccess import codec
 from aioaccess.backends.redis import RedisHashBackedCommunicationContainer, make_redis_client
-from aioaccess.corpus import make_communication
+from benchmarks.synthetic import make_communication
 
 pytestmark = pytest.mark.redis
 

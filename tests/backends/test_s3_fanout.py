@@ -10,7 +10,7 @@ import pytest
 from aioaccess import codec
 from aioaccess.backends import S3BackedCommunicationContainer
 from aioaccess.backends.s3 import prefix_s3_key
-from aioaccess.corpus import make_communication
+from benchmarks.synthetic import make_communication
 
 pytestmark = pytest.mark.s3
 

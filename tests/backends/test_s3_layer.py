@@ -12,9 +12,9 @@ from botocore.exceptions import ClientError
 from aioaccess import codec
 from aioaccess.backends.s3 import S3BackedCommunicationContainer, make_s3_client, prefix_s3_key
 from aioaccess.backends.s3_url import S3Location, parse_s3_url
-from aioaccess.corpus import make_communication
 from aioaccess.handlers.s3_store import S3BackedStoreHandler
 from benchmarks.bench_s3_listing import CountingLists  # the real client, its LIST requests counted
+from benchmarks.synthetic import make_communication
 
 pytestmark = pytest.mark.s3
 

@@ -25,7 +25,7 @@ from _procs import aioaccess_server, unused_port
 from aiohttp import web
 
 from aioaccess import write_communication_to_buffer
-from aioaccess.corpus import make_corpus
+from benchmarks.synthetic import make_corpus
 
 pytestmark = pytest.mark.browser
 

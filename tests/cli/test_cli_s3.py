@@ -14,7 +14,7 @@ import pytest
 from _concrete_s3 import concrete_python_s3
 
 from aioaccess import codec
-from aioaccess.corpus import make_corpus
+from benchmarks.synthetic import make_corpus
 
 pytestmark = [pytest.mark.s3, pytest.mark.interop]
 

@@ -1,6 +1,6 @@
 """The compiled and the pure-Python codec accept and reject exactly the same bytes, and agree on what they read.
 
-Inputs are mutated Communications (concrete-python's and the full ``aioaccess.corpus`` ones) and
+Inputs are mutated Communications (concrete-python's and the full ``benchmarks/synthetic.py`` ones) and
 mutated fetch/store call and reply messages: bytes flipped, inserted, deleted or truncated, varints
 made over-long, lengths and element types rewritten.  For each, ``skip``, ``validate``, ``decode`` and
 ``read_string_field`` of both codecs must both raise CodecError, or both return equal results
@@ -17,10 +17,11 @@ from conftest import concrete_comms
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from aioaccess import codec, corpus
+from aioaccess import codec
 from aioaccess.codec import CodecError, compact
 from aioaccess.schema import Communication, FetchRequest, FetchResult, access
 from aioaccess.wire.messages import build_message
+from benchmarks import synthetic as corpus
 
 C = pytest.importorskip("aioaccess.codec._speedups")  # as test_speedups.py: built whenever a compiler is there
 

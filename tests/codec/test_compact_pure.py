@@ -16,8 +16,8 @@ from thriftpy2.transport import TMemoryBuffer
 
 from aioaccess import codec
 from aioaccess.codec import CodecError, compact
-from aioaccess.corpus import make_communication
 from aioaccess.schema import Communication, FetchRequest, FetchResult
+from benchmarks.synthetic import make_communication
 
 IMPLS = [pytest.param(compact, id="python")]
 if codec.IMPLEMENTATION != "python":

@@ -9,8 +9,8 @@ import weakref
 import pytest
 
 from aioaccess import codec
-from aioaccess.corpus import make_communication
 from aioaccess.schema import Communication, FetchCommunicationService, FetchResult, ServicesException
+from benchmarks.synthetic import make_communication
 
 pytestmark = pytest.mark.skipif(codec.IMPLEMENTATION != "c", reason="the compiled codec's GC policy")
 S = codec._impl

@@ -14,8 +14,8 @@ from conftest import concrete_comms
 
 from aioaccess import codec
 from aioaccess.codec import compact
-from aioaccess.corpus import make_communication
 from aioaccess.schema import UUID, Communication
+from benchmarks.synthetic import make_communication
 
 
 def _sample_raws() -> list[bytes]:

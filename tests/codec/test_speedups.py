@@ -803,7 +803,7 @@ def test_to_tjson_any_text_read_by_apache(obj):
 
 @pytest.fixture(scope="module")
 def comms():
-    from aioaccess.corpus import make_communication
+    from benchmarks.synthetic import make_communication
 
     return [
         make_communication("speedups-small", size=6000),
@@ -841,8 +841,8 @@ def test_communication_set_vs_concrete_python(comms):
     from concrete.communication.ttypes import CommunicationSet as ApacheSet
     from concrete.util import thrift_factory
 
-    from aioaccess.corpus import make_communication_set
     from aioaccess.schema import CommunicationSet
+    from benchmarks.synthetic import make_communication_set
 
     cs = make_communication_set(comms[:2])
     buf = S.encode(cs)

@@ -13,9 +13,9 @@ import pytest
 from aioaccess import CommunicationContainerFetchHandler, DirectoryBackedStoreHandler, write_communication_to_buffer
 from aioaccess.cli.config_file import ConfigError, parse_config
 from aioaccess.codec import tjson
-from aioaccess.corpus import make_corpus
 from aioaccess.http import create_app, serve_http
 from aioaccess.http.cors import CORSPolicy
+from benchmarks.synthetic import make_corpus
 
 COUNT = b'[1,"getCommunicationCount",1,5,{}]'
 A, B = "http://a.example:8000", "http://b.example"

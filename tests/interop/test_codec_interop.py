@@ -4,7 +4,7 @@ Bytes written by concrete-python must decode with our types and re-encode to the
 bytes, and bytes we write must do the same through concrete-python. Objects come from a
 hypothesis strategy driven by concrete's generated ``thrift_spec`` (every struct reachable
 from Communication), from a filler that sets every field, from hand-picked edge cases, and
-from ``aioaccess.corpus``.
+from ``benchmarks/synthetic.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from thriftpy2.thrift import TApplicationException, TMessageType, TPayload
 from thriftpy2.transport import TMemoryBuffer
 from thriftpy2.utils import deserialize, serialize
 
-from aioaccess import corpus, schema
+from aioaccess import schema
+from benchmarks import synthetic as corpus
 
 pytestmark = pytest.mark.interop
 

@@ -32,7 +32,7 @@ from aioaccess import (
     read_communication_from_buffer,
     write_communication_to_buffer,
 )
-from aioaccess.corpus import make_communication
+from benchmarks.synthetic import make_communication
 
 pytestmark = pytest.mark.interop
 

@@ -23,8 +23,8 @@ from aioaccess import (
     read_communication_from_file,
     write_communication_to_file,
 )
-from aioaccess.corpus import make_corpus
 from aioaccess.file_io import FileType
+from benchmarks.synthetic import make_corpus
 
 pytestmark = pytest.mark.interop
 

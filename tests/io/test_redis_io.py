@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from aioaccess import codec
-from aioaccess.corpus import make_corpus
 from aioaccess.redis_io import (
     RedisCommunicationReader,
     RedisCommunicationWriter,
@@ -18,6 +17,7 @@ from aioaccess.redis_io import (
     read_communication_from_redis_key,
     write_communication_to_redis_key,
 )
+from benchmarks.synthetic import make_corpus
 
 pytestmark = [pytest.mark.redis, pytest.mark.interop]
 

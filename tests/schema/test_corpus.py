@@ -1,4 +1,4 @@
-"""aioaccess.corpus: deterministic, well-formed, roughly sized synthetic Communications."""
+"""benchmarks.synthetic: deterministic, well-formed, roughly sized synthetic Communications."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import thriftpy2.thrift as tp
 
-from aioaccess import corpus, schema
+from aioaccess import schema
+from benchmarks import synthetic as corpus
 
 
 def _struct_classes(spec: Any) -> Iterator[type]:
@@ -173,7 +174,7 @@ def test_deterministic() -> None:
 def test_deterministic_across_processes() -> None:
     code = (
         "from thriftpy2.utils import serialize; from thriftpy2.protocol import TCompactProtocolFactory;"
-        "from aioaccess.corpus import make_communication;"
+        "from benchmarks.synthetic import make_communication;"
         "import sys, hashlib;"
         "c = make_communication('proc-1', size=5000, seed=3, full=True);"
         "sys.stdout.write(hashlib.sha256(serialize(c, TCompactProtocolFactory())).hexdigest())"

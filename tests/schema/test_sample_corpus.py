@@ -6,7 +6,7 @@ import tarfile
 
 from aioaccess import codec
 from aioaccess.cli.sources import sample_path
-from aioaccess.corpus import make_corpus
+from benchmarks.synthetic import make_corpus
 
 
 def test_sample_corpus_is_reproducible_from_make_corpus() -> None:

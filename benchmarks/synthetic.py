@@ -897,29 +897,27 @@ def make_communication(comm_id: str, *, size: int = 6000, seed: int = 0, full: b
     """
     builder = _Builder(comm_id, seed, full)
     base, per_token = _calibration(full)
-    n, estimate = 1, base
-    while True:
-        nxt = builder.sentences_upto(n + 1)[n]
-        step = per_token * len(nxt.toks)
-        if estimate + step / 2 > size:
-            break
-        n, estimate = n + 1, estimate + step
+    n, estimate = _sentences_for(builder, base, per_token, size)
     comm = builder.build(n)
     actual = encoded_size(comm)
     if n > 1 and abs(actual - size) > 0.1 * size:
         # Rescale the variable part by what the encoding showed, once.
         scale = (actual - base) / max(estimate - base, 1.0)
-        target = base + (size - base) / scale
-        m, estimate = 1, base
-        while True:
-            nxt = builder.sentences_upto(m + 1)[m]
-            step = per_token * len(nxt.toks)
-            if estimate + step / 2 > target:
-                break
-            m, estimate = m + 1, estimate + step
+        m, _ = _sentences_for(builder, base, per_token, base + (size - base) / scale)
         if m != n:
             comm = builder.build(m)
     return comm
+
+
+def _sentences_for(builder: _Builder, base: float, per_token: float, size: float) -> tuple[int, float]:
+    """How many sentences make about ``size`` bytes, and the estimated size of that many."""
+    n, estimate = 1, base
+    while True:
+        nxt = builder.sentences_upto(n + 1)[n]
+        step = per_token * len(nxt.toks)
+        if estimate + step / 2 > size:
+            return n, estimate
+        n, estimate = n + 1, estimate + step
 
 
 def make_corpus(n: int, *, size: int = 6000, seed: int = 0, full: bool = False) -> Iterator[Communication]:
