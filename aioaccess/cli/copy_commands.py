@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from ..app.config import BackendOptions
 from ..exceptions import AioaccessError
 from .errors import UsageError
 from .run import run
@@ -80,12 +81,9 @@ async def copy_corpus(source: Any, target: Any, present: Any, ids: list[str], *,
     return tally
 
 
-def _target_args(args: argparse.Namespace) -> argparse.Namespace:
-    out = argparse.Namespace(**vars(args))
-    out.redis_key = args.target_redis_key or args.redis_key
-    if args.target_shards is not None:
-        out.shards = args.target_shards
-    return out
+def _target_options(args: argparse.Namespace) -> BackendOptions:
+    shards = {} if args.target_shards is None else {"shards": args.target_shards}
+    return BackendOptions.from_args(args, redis_key=args.target_redis_key or args.redis_key, **shards)
 
 
 def copy_command(args: argparse.Namespace) -> int:
@@ -95,9 +93,9 @@ def copy_command(args: argparse.Namespace) -> int:
 async def _copy(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    target_args = _target_args(args)
+    target_args = _target_options(args)
     async with AsyncExitStack() as stack:
-        source = await open_source(args.source, args, stack)
+        source = await open_source(args.source, BackendOptions.from_args(args), stack)
         target = await open_target(args.target, target_args, stack)
         present = await open_source(args.target, target_args, stack)  # what DST holds already
         started = time.perf_counter()
@@ -123,15 +121,16 @@ def redis_index_command(args: argparse.Namespace) -> int:
 
 
 async def _redis_index(args: argparse.Namespace) -> int:
+    from ..app.redis_sources import open_pipe, shards_for
     from ..backends.redis_fast import build_index
     from ..backends.redis_layout import RedisLayout
-    from .redis_sources import open_pipe, shards_for
 
     if not args.url.startswith(("redis://", "unix://", "redis+cluster://")):
         raise UsageError(f"--url must be redis://, unix:// or redis+cluster://, not {args.url!r}")
     async with AsyncExitStack() as stack:
-        pipe = await open_pipe(args.url, args, stack)
-        layout = RedisLayout(args.redis_key, shards_for(args.url, args))
+        options = BackendOptions.from_args(args)
+        pipe = await open_pipe(args.url, options, stack)
+        layout = RedisLayout(args.redis_key, shards_for(args.url, options))
         started = time.perf_counter()
         try:
             n = await build_index(pipe, layout)

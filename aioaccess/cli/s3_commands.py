@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
 
+from ..app.config import BackendOptions
 from ..backends.memory import split_communications
 from ..backends.s3 import DEFAULT_S3_KEY_PREFIX_LEN
 from ..backends.s3_url import DEFAULT_S3_CLIENT, S3_CLIENTS
@@ -25,7 +26,7 @@ from ..file_io import CommunicationWriterTGZ, FileType, iter_files
 from .errors import UsageError
 from .progress import progress_bar
 from .run import run
-from .sources import add_backend_options, open_source, open_target
+from .sources import open_source, open_target
 
 __all__ = ["register"]
 
@@ -72,14 +73,10 @@ def s3_command(args: argparse.Namespace) -> int:
     return run(_S3_COMMANDS[args.s3_command](args))
 
 
-def _backend_args(args: argparse.Namespace) -> argparse.Namespace:
+def _backend_args(args: argparse.Namespace) -> BackendOptions:
     """The backend options ``open_source``/``open_target`` read: their defaults, and this command's flags."""
-    parser = argparse.ArgumentParser(add_help=False)
-    add_backend_options(parser)
-    backend = parser.parse_args([])
-    backend.__dict__.update(prefix_len=args.prefix_len, endpoint_url=args.endpoint_url, s3_client=args.s3_client,
-                            backend_timeout=args.timeout, backend_concurrency=args.concurrency)
-    return backend
+    return BackendOptions(prefix_len=args.prefix_len, endpoint_url=args.endpoint_url, s3_client=args.s3_client,
+                          backend_timeout=args.timeout, backend_concurrency=args.concurrency)
 
 
 def _location(bucket: str) -> str:

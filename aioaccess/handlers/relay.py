@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from .. import codec
 from ..client import ConnectionPool, FetchCommunicationClient, TApplicationException
+from ..client.pipelined import LostConnection, PipelinedPool
 from ..exceptions import ProtocolError
 from ..schema import (
     FetchCommunicationService,
@@ -45,7 +46,6 @@ from ..wire.messages import (
     build_message,
     parse_header,
 )
-from ._relay_pool import LostConnection, PipelinedPool
 
 __all__ = ["DEFAULT_RELAY_TIMEOUT", "RelayFetchHandler", "RelayProcessor"]
 
