@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..app.config import BackendOptions
+from ..app.sources import open_source, open_target
 from ..exceptions import AioaccessError
 from .errors import UsageError
 from .run import run
-from .sources import add_backend_options, open_source, open_target
+from .sources import add_backend_options
 
 __all__ = ["CopyTally", "copy_corpus", "register"]
 

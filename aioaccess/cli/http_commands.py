@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from ..app.config import AppConfig, BackendOptions, RelayOptions, ServiceSpec
+from ..app.sources import parse_fetch_url
 from ..handlers.relay import DEFAULT_RELAY_TIMEOUT
 from ..http.app import DEFAULT_CLIENT_MAX_SIZE, FETCH_PATH, STORE_PATH
 from ..http.cors import CORSPolicy
@@ -15,7 +16,7 @@ from .commands import serve_one
 from .errors import UsageError
 from .http_options import add_http_limit_options, http_limits
 from .options import add_server_options
-from .sources import add_backend_options, parse_fetch_url
+from .sources import add_backend_options
 from .tls_options import add_client_tls_options, add_server_tls_options, server_tls
 
 __all__ = ["register"]

@@ -19,6 +19,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from ..app.config import BackendOptions
+from ..app.sources import open_source, open_target
 from ..backends.memory import split_communications
 from ..backends.s3 import DEFAULT_S3_KEY_PREFIX_LEN
 from ..backends.s3_url import DEFAULT_S3_CLIENT, S3_CLIENTS
@@ -26,7 +27,6 @@ from ..file_io import CommunicationWriterTGZ, FileType, iter_files
 from .errors import UsageError
 from .progress import progress_bar
 from .run import run
-from .sources import open_source, open_target
 
 __all__ = ["register"]
 

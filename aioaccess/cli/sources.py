@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from ..app.config import DEFAULT_PREFIX_LEN, default_redis_client
-from ..app.sources import open_source, open_target, parse_fetch_url, sample_path
 from ..backends.s3_url import DEFAULT_S3_CLIENT, S3_CLIENTS
 
+if TYPE_CHECKING:
+    from ..app.sources import open_source, open_target, parse_fetch_url, sample_path
+
 __all__ = ["add_backend_options", "open_source", "open_target", "parse_fetch_url", "sample_path"]
+
+
+def __getattr__(name: str) -> Any:
+    """``open_source``, ``open_target``, ``parse_fetch_url``, ``sample_path``: from :mod:`aioaccess.app.sources`,
+    imported on first use (the flags alone stay cheap)."""
+    if name in ("open_source", "open_target", "parse_fetch_url", "sample_path"):
+        from ..app import sources
+
+        return getattr(sources, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
