@@ -78,7 +78,10 @@ class App:
                 self._ports[spec.name] = http
 
     async def bind(self) -> None:
-        """Bind the HTTP endpoints, then the Thrift listeners; SetupError if an address is taken."""
+        """Bind the HTTP endpoints, then the Thrift listeners; SetupError if an address is taken.
+
+        On failure everything is closed (a Thrift listener's failure after a graceful shutdown, as ``serve``).
+        """
         specs = [s for s in self.config.services if s.kind == "http"]
         try:
             for spec, http in zip(specs, self.http, strict=True):
@@ -86,6 +89,13 @@ class App:
                     await http.start()
                 except OSError as exc:
                     raise self._cannot_listen(spec, exc) from exc
+        except BaseException:
+            try:
+                await asyncio.gather(*(http.aclose() for http in self.http))
+            finally:
+                await self._stack.aclose()
+            raise
+        try:
             try:
                 await self.server.startup()
             except OSError as exc:
