@@ -10,10 +10,10 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from typing import Any
 
-from ..exceptions import BackendUnavailable
+from ..exceptions import AioaccessError, BackendUnavailable
 from .errors import SetupError
 
-__all__ = ["CLUSTER_SHARDS", "open_pipe", "pipe_source", "pipe_target", "shards_for", "uses_pipe"]
+__all__ = ["CLUSTER_SHARDS", "index_ids", "open_pipe", "pipe_source", "pipe_target", "shards_for", "uses_pipe"]
 
 #: Buckets of a corpus on redis+cluster:// unless --shards says otherwise.
 CLUSTER_SHARDS = 64
@@ -71,3 +71,19 @@ async def pipe_target(spec: str, args: Any, stack: AsyncExitStack) -> Any:
 
     shards = shards_for(spec, args)
     return RedisPipeStoreHandler(await open_pipe(spec, args, stack), args.redis_key, shards=shards)
+
+
+async def index_ids(spec: str, args: Any) -> tuple[int, int]:
+    """Add every id of the hash ``args.redis_key`` (or its buckets) at ``spec`` to its id index;
+    (ids indexed, hashes read)."""
+    from ..backends.redis_fast import build_index
+    from ..backends.redis_layout import RedisLayout
+
+    async with AsyncExitStack() as stack:
+        pipe = await open_pipe(spec, args, stack)
+        layout = RedisLayout(args.redis_key, shards_for(spec, args))
+        try:
+            n = await build_index(pipe, layout)
+        except AioaccessError as exc:
+            raise SetupError(f"cannot index {args.redis_key}: {exc}") from exc
+    return n, len(layout.hash_keys)

@@ -1,22 +1,18 @@
-"""``aioaccess copy SRC DST`` and ``aioaccess redis-index KEY``: move a corpus between backends, index a hash."""
+"""``aioaccess copy SRC DST`` and ``aioaccess redis-index KEY``: flags for :mod:`aioaccess.app.copy` and
+:func:`aioaccess.app.redis_sources.index_ids`."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
-from contextlib import AsyncExitStack
 
 from ..app.config import BackendOptions
-from ..exceptions import AioaccessError
 from .errors import UsageError
 from .run import run
 from .sources import add_backend_options
 
 __all__ = ["register"]
-
-logger = logging.getLogger("aioaccess.cli")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,21 +75,11 @@ def redis_index_command(args: argparse.Namespace) -> int:
 
 
 async def _redis_index(args: argparse.Namespace) -> int:
-    from ..app.redis_sources import open_pipe, shards_for
-    from ..backends.redis_fast import build_index
-    from ..backends.redis_layout import RedisLayout
+    from ..app.redis_sources import index_ids
 
     if not args.url.startswith(("redis://", "unix://", "redis+cluster://")):
         raise UsageError(f"--url must be redis://, unix:// or redis+cluster://, not {args.url!r}")
-    async with AsyncExitStack() as stack:
-        options = BackendOptions.from_args(args)
-        pipe = await open_pipe(args.url, options, stack)
-        layout = RedisLayout(args.redis_key, shards_for(args.url, options))
-        started = time.perf_counter()
-        try:
-            n = await build_index(pipe, layout)
-        except AioaccessError as exc:
-            raise UsageError(f"cannot index {args.redis_key}: {exc}") from exc
-    print(f"indexed {n} ids of {args.redis_key} ({len(layout.hash_keys)} hash(es)) in "
-          f"{time.perf_counter() - started:.2f} s")
+    started = time.perf_counter()
+    n, hashes = await index_ids(args.url, BackendOptions.from_args(args))
+    print(f"indexed {n} ids of {args.redis_key} ({hashes} hash(es)) in {time.perf_counter() - started:.2f} s")
     return 0

@@ -9,7 +9,6 @@ store handler every other command uses).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
@@ -22,8 +21,6 @@ from .progress import progress_bar
 from .run import run
 
 __all__ = ["register"]
-
-logger = logging.getLogger("aioaccess.cli")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
