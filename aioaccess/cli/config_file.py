@@ -67,27 +67,21 @@ server flags ``--tls-cert``...: TLS, mutual TLS); ``upstream_tls``,
 
 from __future__ import annotations
 
-import argparse
-import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from typing import Any
 
-from ..backends.s3_url import S3_CLIENTS
-from ..http.cors import CORSPolicy
-from ..server import ServerConfig
+from ..app.config import AppConfig, BackendOptions, ServiceSpec
+from ..server.config import ServerConfig
 from ..server.supervisor import is_worker
 from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
-from .errors import UsageError
-from .http_options import CONFIG_KEYS as HTTP_LIMIT_KEYS
-from .http_options import http_limits
+from .config_services import ConfigError, check_backend_key, check_type, service_spec
 from .options import check_buffered_bytes, check_reply_size
-from .sources import add_backend_options
-from .tls_options import add_client_tls_options, server_tls_from
 
 __all__ = ["ConfigError", "ServeConfig", "ServiceSpec", "load_config", "parse_config"]
 
-KINDS = ("fetch", "store", "relay", "http")
+#: A checked CONFIG.toml is an AppConfig (``path`` set).
+ServeConfig = AppConfig
 
 _SERVER_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "idle_timeout": ((int, float), 300.0),
@@ -104,58 +98,6 @@ _SERVER_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "tls_handshake_timeout": ((int, float), 10.0),
 }
 
-_COMMON_KEYS = {"name": str, "kind": str, "host": str, "port": int, "tls_cert": str, "tls_key": str,
-                "tls_client_ca": str}
-_KIND_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "fetch": {"source": str},
-    "store": {"target": str, "fsync": bool},
-    "relay": {"upstream": str},
-    "http": {"fetch": str, "store": str, "source": str, "target": str, "static": str, "cors": bool,
-             "client_max_size": int, "fsync": bool, "cors_origins": list, "cors_store": bool, **HTTP_LIMIT_KEYS},
-}
-_REQUIRED = {"fetch": ("source",), "store": ("target",), "relay": ("upstream",), "http": ()}
-
-
-_TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "boolean"}
-
-
-class ConfigError(UsageError):
-    """A CONFIG.toml that cannot be served; the message names the file and the key."""
-
-
-@dataclass
-class ServiceSpec:
-    """One ``[[services]]`` table, checked."""
-
-    name: str
-    kind: str
-    host: str
-    port: int
-    options: dict[str, Any]
-    #: Backend options in the shape ``open_source``/``open_target`` take (``args``).
-    backend: argparse.Namespace
-    #: The server's ``ssl.SSLContext`` (tls_cert...), or None: plaintext.
-    ssl: Any = None
-
-
-@dataclass
-class ServeConfig:
-    """A checked CONFIG.toml."""
-
-    path: str
-    server: ServerConfig
-    loop: str = "auto"
-    workers: int = 1
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int | None = None
-    services: list[ServiceSpec] = field(default_factory=list)
-    #: ``max_reply_size`` of every fetch service's Processor.
-    max_reply_size: int = DEFAULT_MAX_REPLY_SIZE
-
-    def service(self, name: str) -> ServiceSpec:
-        return next(s for s in self.services if s.name == name)
-
-
 def load_config(path: str) -> ServeConfig:
     """Read and check ``path``; ConfigError (one line) on any problem."""
     try:
@@ -166,20 +108,6 @@ def load_config(path: str) -> ServeConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     return parse_config(data, path)
-
-
-def _backend_defaults() -> dict[str, Any]:
-    parser = argparse.ArgumentParser(add_help=False)
-    add_backend_options(parser)
-    add_client_tls_options(parser, upstream=True)
-    return {a.dest: a.default for a in parser._actions}
-
-
-def _check_type(where: str, key: str, value: Any, expected: type | tuple[type, ...]) -> None:
-    types = expected if isinstance(expected, tuple) else (expected,)
-    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-        names = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types if not (t is int and float in types))
-        raise ConfigError(f"{where}: {key} must be {'an' if names[0] in 'aeiou' else 'a'} {names}, not {value!r}")
 
 
 def parse_config(data: dict[str, Any], path: str = "CONFIG.toml") -> ServeConfig:
@@ -194,7 +122,7 @@ def parse_config(data: dict[str, Any], path: str = "CONFIG.toml") -> ServeConfig
     for key, value in server.items():
         if key not in _SERVER_KEYS:
             raise ConfigError(f"{path}: [server]: unknown key {key!r} (expected one of {', '.join(_SERVER_KEYS)})")
-        _check_type(f"{path}: [server]", key, value, _SERVER_KEYS[key][0])
+        check_type(f"{path}: [server]", key, value, _SERVER_KEYS[key][0])
         settings[key] = value
     opts = {k: settings.get(k, default) for k, (_, default) in _SERVER_KEYS.items()}
     if opts["loop"] not in ("auto", "asyncio", "uvloop"):
@@ -216,97 +144,25 @@ def parse_config(data: dict[str, Any], path: str = "CONFIG.toml") -> ServeConfig
     except ValueError as exc:
         raise ConfigError(f"{path}: [server]: {exc}") from exc
 
-    backend_defaults = _backend_defaults()
+    backend_defaults = {k: v for k, v in asdict(BackendOptions()).items() if k in BackendOptions.keys()}
     backend = data.get("backend", {})
     if not isinstance(backend, dict):
         raise ConfigError(f"{path}: [backend] must be a table")
     for key, value in backend.items():
-        _check_backend_key(f"{path}: [backend]", key, value, backend_defaults)
+        check_backend_key(f"{path}: [backend]", key, value, backend_defaults)
 
     services = data.get("services")
     if not isinstance(services, list) or not services or not all(isinstance(s, dict) for s in services):
         raise ConfigError(f"{path}: needs at least one [[services]] table")
-    out = ServeConfig(path, config, opts["loop"], opts["workers"], opts["metrics_host"], opts["metrics_port"],
-                      max_reply_size=opts["max_reply_size"])
+    out = AppConfig([], config, opts["loop"], opts["workers"], opts["metrics_host"], opts["metrics_port"],
+                    max_reply_size=opts["max_reply_size"], path=path)
     for index, table in enumerate(services):
-        out.services.append(_service(path, index, table, backend, backend_defaults))
+        out.services.append(service_spec(path, index, table, backend, backend_defaults))
     _check_cross(out)
     return out
 
 
-def _check_backend_key(where: str, key: str, value: Any, defaults: dict[str, Any]) -> None:
-    if key not in defaults:
-        raise ConfigError(f"{where}: unknown key {key!r} (backend keys: {', '.join(sorted(defaults))})")
-    default = defaults[key]
-    if key == "s3_client" and value not in S3_CLIENTS:
-        raise ConfigError(f"{where}: unknown S3 client {value!r} (s3_client: choose {' or '.join(S3_CLIENTS)})")
-    if default is not None:
-        _check_type(where, key, value, (int, float) if isinstance(default, float) else type(default))
-    elif not isinstance(value, str):
-        raise ConfigError(f"{where}: {key} must be a string, not {value!r}")
-
-
-def _service(path: str, index: int, table: dict[str, Any], backend: dict[str, Any],
-             backend_defaults: dict[str, Any]) -> ServiceSpec:
-    where = f"{path}: services[{index}]"
-    kind = table.get("kind")
-    if kind not in KINDS:
-        raise ConfigError(f"{where}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    where = f"{path}: services[{index}] ({kind})"
-    allowed = {**_COMMON_KEYS, **_KIND_KEYS[kind]}
-    options: dict[str, Any] = {}
-    own_backend: dict[str, Any] = {}
-    for key, value in table.items():
-        if key in allowed:
-            _check_type(where, key, value, allowed[key])
-            options[key] = value
-        elif key in backend_defaults:
-            _check_backend_key(where, key, value, backend_defaults)
-            own_backend[key] = value
-        else:
-            raise ConfigError(f"{where}: unknown key {key!r} (expected one of {', '.join(allowed)} or a backend key)")
-    for key in ("port", *_REQUIRED[kind]):
-        if key not in options:
-            raise ConfigError(f"{where}: missing {key!r}")
-    port = options.pop("port")
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{where}: port must be 0..65535, not {port}")
-    if kind == "relay":
-        host, sep, upstream_port = options["upstream"].rpartition(":")
-        if not sep or not host or not upstream_port.isdigit():
-            raise ConfigError(f"{where}: upstream must be HOST:PORT, not {options['upstream']!r}")
-    if kind == "http":
-        if "fetch" in options and "source" in options or "store" in options and "target" in options:
-            raise ConfigError(f"{where}: give fetch or source, store or target, not both")
-        if not any(k in options for k in ("fetch", "store", "source", "target", "static")):
-            raise ConfigError(f"{where}: needs fetch, store, source, target or static")
-        if "static" in options and not os.path.isdir(options["static"]):
-            raise ConfigError(f"{where}: static {options['static']!r} is not a directory")
-        try:
-            http_limits(options)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
-        if not all(isinstance(o, str) for o in options.get("cors_origins", ())):
-            raise ConfigError(f"{where}: cors_origins must be a list of strings")
-        try:
-            CORSPolicy([*options.get("cors_origins", ()), *(["*"] if options.get("cors") else [])],
-                       store=options.get("cors_store", False))
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-    name = options.pop("name", f"{kind}-{index}")
-    host = options.pop("host", "127.0.0.1")
-    del options["kind"]
-    ns = argparse.Namespace(**{**backend_defaults, **backend, **own_backend})
-    ns.no_fsync = not options.get("fsync", True)
-    try:
-        tls = server_tls_from(*(options.pop(k, None) for k in ("tls_cert", "tls_key", "tls_client_ca")),
-                              names=("tls_cert", "tls_key", "tls_client_ca"))
-    except UsageError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    return ServiceSpec(name, kind, host, port, options, ns, tls)
-
-
-def _check_cross(config: ServeConfig) -> None:
+def _check_cross(config: AppConfig) -> None:
     names: dict[str, ServiceSpec] = {}
     binds: dict[tuple[str, int], str] = {}
     if config.metrics_port is not None:

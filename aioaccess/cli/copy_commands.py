@@ -1,24 +1,18 @@
-"""``aioaccess copy SRC DST`` and ``aioaccess redis-index KEY``: move a corpus between backends, index a hash."""
+"""``aioaccess copy SRC DST`` and ``aioaccess redis-index KEY``: flags for :mod:`aioaccess.app.copy` and
+:func:`aioaccess.app.redis_sources.index_ids`."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import sys
 import time
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from typing import Any
 
-from ..exceptions import AioaccessError
+from ..app.config import BackendOptions
 from .errors import UsageError
 from .run import run
-from .sources import add_backend_options, open_source, open_target
+from .sources import add_backend_options
 
-__all__ = ["CopyTally", "copy_corpus", "register"]
-
-logger = logging.getLogger("aioaccess.cli")
+__all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,47 +39,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=redis_index_command)
 
 
-@dataclass
-class CopyTally:
-    copied: int = 0
-    skipped: int = 0
-    failed: int = 0
-    bytes: int = 0
-
-
-async def copy_corpus(source: Any, target: Any, present: Any, ids: list[str], *, concurrency: int = 32,
-                      on_done: Any = None) -> CopyTally:
-    """Copy ``ids`` from container ``source`` to store handler ``target``; skip those ``present`` (a
-    container over the target) holds already.  Failures are logged and counted, never fatal."""
-    tally = CopyTally()
-    queue = iter(ids)
-
-    async def worker() -> None:
-        for comm_id in queue:
-            try:
-                if present is not None and await present.contains(comm_id):
-                    tally.skipped += 1
-                else:
-                    raw = await source.get_raw(comm_id)
-                    await target.store_raw(comm_id, raw)
-                    tally.copied += 1
-                    tally.bytes += len(raw)
-            except (AioaccessError, KeyError, OSError) as exc:
-                tally.failed += 1
-                logger.warning("Cannot copy %s: %s", comm_id, exc)
-            if on_done is not None:
-                on_done(tally)
-
-    await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
-    return tally
-
-
-def _target_args(args: argparse.Namespace) -> argparse.Namespace:
-    out = argparse.Namespace(**vars(args))
-    out.redis_key = args.target_redis_key or args.redis_key
-    if args.target_shards is not None:
-        out.shards = args.target_shards
-    return out
+def _target_options(args: argparse.Namespace) -> BackendOptions:
+    shards = {} if args.target_shards is None else {"shards": args.target_shards}
+    return BackendOptions.from_args(args, redis_key=args.target_redis_key or args.redis_key, **shards)
 
 
 def copy_command(args: argparse.Namespace) -> int:
@@ -95,26 +51,22 @@ def copy_command(args: argparse.Namespace) -> int:
 async def _copy(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    target_args = _target_args(args)
-    async with AsyncExitStack() as stack:
-        source = await open_source(args.source, args, stack)
-        target = await open_target(args.target, target_args, stack)
-        present = await open_source(args.target, target_args, stack)  # what DST holds already
-        started = time.perf_counter()
-        ids = await source.ids()
-        progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                            MofNCompleteColumn(), TimeElapsedColumn(),
-                            disable=args.no_progress or not sys.stderr.isatty())
-        bar = progress.add_task("copying", total=len(ids))
+    from ..app.copy import CopyTally, copy
 
-        def advance(tally: CopyTally) -> None:
-            progress.update(bar, advance=1, description=f"copied {tally.copied}, skipped {tally.skipped}")
+    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(),
+                        disable=args.no_progress or not sys.stderr.isatty())
+    bar = progress.add_task("copying", total=None)
 
-        with progress:
-            tally = await copy_corpus(source, target, present, ids, concurrency=args.concurrency, on_done=advance)
-    elapsed = time.perf_counter() - started
+    def advance(tally: CopyTally) -> None:
+        progress.update(bar, advance=1, description=f"copied {tally.copied}, skipped {tally.skipped}")
+
+    with progress:
+        tally = await copy(args.source, args.target, BackendOptions.from_args(args), _target_options(args),
+                           concurrency=args.concurrency, on_ids=lambda n: progress.update(bar, total=n),
+                           on_done=advance)
     print(f"copied {tally.copied}, skipped {tally.skipped}, failed {tally.failed}, "
-          f"{tally.bytes / 1e6:.2f} MB in {elapsed:.2f} s")
+          f"{tally.bytes / 1e6:.2f} MB in {tally.seconds:.2f} s")
     return 1 if tally.failed else 0
 
 
@@ -123,20 +75,11 @@ def redis_index_command(args: argparse.Namespace) -> int:
 
 
 async def _redis_index(args: argparse.Namespace) -> int:
-    from ..backends.redis_fast import build_index
-    from ..backends.redis_layout import RedisLayout
-    from .redis_sources import open_pipe, shards_for
+    from ..app.redis_sources import index_ids
 
     if not args.url.startswith(("redis://", "unix://", "redis+cluster://")):
         raise UsageError(f"--url must be redis://, unix:// or redis+cluster://, not {args.url!r}")
-    async with AsyncExitStack() as stack:
-        pipe = await open_pipe(args.url, args, stack)
-        layout = RedisLayout(args.redis_key, shards_for(args.url, args))
-        started = time.perf_counter()
-        try:
-            n = await build_index(pipe, layout)
-        except AioaccessError as exc:
-            raise UsageError(f"cannot index {args.redis_key}: {exc}") from exc
-    print(f"indexed {n} ids of {args.redis_key} ({len(layout.hash_keys)} hash(es)) in "
-          f"{time.perf_counter() - started:.2f} s")
+    started = time.perf_counter()
+    n, hashes = await index_ids(args.url, BackendOptions.from_args(args))
+    print(f"indexed {n} ids of {args.redis_key} ({hashes} hash(es)) in {time.perf_counter() - started:.2f} s")
     return 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
+from ..app.errors import SetupError as UsageError
+
 __all__ = ["UsageError"]
-
-
-class UsageError(Exception):
-    """Bad flags, a missing source or an unreachable backend: one line, exit 2."""

@@ -1,30 +1,25 @@
-"""relay-server and http-server."""
+"""relay-server and http-server: flags -> an AppConfig of one service, served by :mod:`aioaccess.app`."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-from contextlib import AsyncExitStack
 from typing import Any
 
-from ..handlers import CommunicationContainerFetchHandler
-from ..handlers.relay import DEFAULT_RELAY_TIMEOUT, RelayFetchHandler, RelayProcessor
-from ..http.app import DEFAULT_CLIENT_MAX_SIZE, FETCH_PATH, STORE_PATH, HTTPServer, create_app
+from ..app.config import AppConfig, BackendOptions, RelayOptions, ServiceSpec
+from ..app.sources import parse_fetch_url
+from ..handlers.relay import DEFAULT_RELAY_TIMEOUT
+from ..http.app import DEFAULT_CLIENT_MAX_SIZE, FETCH_PATH, STORE_PATH
 from ..http.cors import CORSPolicy
-from ..schema import FetchCommunicationService
-from ..server import Server
+from ..server.config import ServerConfig
+from .commands import serve_one
 from .errors import UsageError
 from .http_options import add_http_limit_options, http_limits
-from .ops_commands import open_metrics, service_label, supervise
-from .options import add_server_options, server_config
-from .run import run, serve_until_signalled
-from .sources import add_backend_options, open_source, open_target, parse_fetch_url
-from .tls_options import add_client_tls_options, add_server_tls_options, client_tls, server_tls
+from .options import add_server_options
+from .sources import add_backend_options
+from .tls_options import add_client_tls_options, add_server_tls_options, server_tls
 
 __all__ = ["register"]
-
-logger = logging.getLogger("aioaccess.cli")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,99 +76,54 @@ def _add_upstream_options(parser: argparse.ArgumentParser, relay_only: bool = Fa
     add_client_tls_options(parser, upstream=True)
 
 
-def _relay_handler(host: str, port: int, args: argparse.Namespace) -> RelayFetchHandler:
+def _relay_options(port: int, args: argparse.Namespace) -> RelayOptions:
+    """The upstream pool the flags describe (UsageError naming the flag out of range)."""
     if args.upstream_connections < 1:
         raise UsageError(f"--upstream-connections must be >= 1, not {args.upstream_connections}")
     if args.upstream_timeout <= 0:
         raise UsageError(f"--upstream-timeout must be > 0, not {args.upstream_timeout}")
     if not 0 < port < 65536:
         raise UsageError(f"upstream port {port} is out of range")
-    return RelayFetchHandler(host, port, max_connections=args.upstream_connections, timeout=args.upstream_timeout,
-                             pipelined=args.pipelined, ssl=client_tls(args, upstream=True))
-
-
-async def _check_upstream(handler: RelayFetchHandler) -> None:
-    """Log whether the upstream answers; the relay starts either way and recovers when it does."""
-    try:
-        await handler.alive()
-    except Exception as exc:  # noqa: BLE001 - only logged
-        logger.warning("Upstream %s does not answer yet (%s); relaying anyway", handler.upstream,
-                       getattr(exc, "message", None) or exc)
-    else:
-        logger.info("Relaying to the fetch service at %s", handler.upstream)
+    return RelayOptions(args.upstream_connections, args.upstream_timeout, args.pipelined)
 
 
 def relay_server(args: argparse.Namespace) -> int:
-    if (status := supervise(args)) is not None:  # --workers N: this process only supervises
-        return status
-    return run(_relay_server(args), args.loop)
-
-
-async def _relay_server(args: argparse.Namespace) -> int:
-    config = server_config(args)
-    tls = server_tls(args)
-    async with AsyncExitStack() as stack:
-        handler = _relay_handler(args.upstream_host, args.upstream_port, args)
-        stack.push_async_callback(handler.aclose)
-        await _check_upstream(handler)
-        server = Server(config)
-        metrics = await open_metrics(args, server, stack)
-        observer = metrics.observer(service_label(FetchCommunicationService)) if metrics is not None else None
-        server.add_service(RelayProcessor(handler, observer=observer), args.host, args.port, ssl=tls)
-        try:
-            return await serve_until_signalled(server)
-        except OSError as exc:
-            if server.started.is_set():
-                raise
-            raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+    relay = _relay_options(args.upstream_port, args)
+    return serve_one(args, "relay", {"upstream": f"{args.upstream_host}:{args.upstream_port}"}, relay, name="fetch")
 
 
 def http_server(args: argparse.Namespace) -> int:
-    return run(_http_server(args), args.loop)
+    from ..app.run import run_app
+
+    return run_app(_http_config(args))
 
 
-async def _open_fetch_handler(spec: str, args: argparse.Namespace, stack: AsyncExitStack) -> Any:
-    if spec.startswith("fetch://"):
-        handler = _relay_handler(*parse_fetch_url(spec), args)
-        stack.push_async_callback(handler.aclose)
-        await _check_upstream(handler)
-        return handler
-    return CommunicationContainerFetchHandler(await open_source(spec, args, stack))
-
-
-async def _http_server(args: argparse.Namespace) -> int:
+def _http_config(args: argparse.Namespace) -> AppConfig:
+    """The AppConfig of http-server's flags, checked before any backend opens."""
     if args.client_max_size < 1:
         raise UsageError(f"--client-max-size must be >= 1, not {args.client_max_size}")
     try:
-        limits, body_timeout = http_limits(vars(args), flags=True)
+        http_limits(vars(args), flags=True)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if args.static_path is not None and not os.path.isdir(args.static_path):
         raise UsageError(f"static path {args.static_path} is not a directory")
-    try:  # before any backend opens
+    try:
         CORSPolicy([*args.cors_origins, *(["*"] if args.cors else [])], store=args.cors_store)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     tls = server_tls(args)
-    async with AsyncExitStack() as stack:
-        fetch_handler = await _open_fetch_handler(args.fetch_source, args, stack)
-        store_handler = None
-        if args.store_path is not None:
-            store_handler = await open_target(args.store_path, args, stack)
-            if callable(getattr(store_handler, "aclose", None)):
-                stack.push_async_callback(store_handler.aclose)
-        try:
-            app = create_app(fetch_handler, store_handler, static_path=args.static_path, cors=args.cors,
-                             client_max_size=args.client_max_size, body_timeout=body_timeout,
-                             cors_origins=args.cors_origins, cors_store=args.cors_store)
-        except FileNotFoundError as exc:
-            raise UsageError(str(exc)) from exc
-        http = HTTPServer(app, args.host, args.port, shutdown_timeout=args.graceful_timeout, limits=limits,
-                          ssl_context=tls)
-        try:
-            await http.start()
-        except OSError as exc:
-            raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
-        stack.push_async_callback(http.aclose)
-        # A Thrift Server with no listeners gives the HTTP server the same signal handling and lifecycle.
-        return await serve_until_signalled(Server())
+    relay = None
+    if args.fetch_source.startswith("fetch://"):
+        relay = _relay_options(parse_fetch_url(args.fetch_source)[1], args)
+    options: dict[str, Any] = {
+        "source": args.fetch_source, "cors": args.cors, "cors_origins": args.cors_origins,
+        "cors_store": args.cors_store, "client_max_size": args.client_max_size,
+        **{key: getattr(args, key) for key in ("header_timeout", "keepalive_timeout", "body_timeout",
+                                               "max_connections")}}
+    if args.store_path is not None:
+        options["target"] = args.store_path
+    if args.static_path is not None:
+        options["static"] = args.static_path
+    spec = ServiceSpec("http", "http", args.host, args.port, options, BackendOptions.from_args(args), tls, relay)
+    return AppConfig([spec], ServerConfig(graceful_timeout=args.graceful_timeout), args.loop)

@@ -8,16 +8,20 @@ the limit would never apply there.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..server import ServerConfig
+from ..server.config import ServerConfig
 from ..server.supervisor import is_worker
 from ..wire.framing import DEFAULT_MAX_FRAME_SIZE
 from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
 from .errors import UsageError
 from .tls_options import add_server_tls_options
 
-__all__ = ["MAX_REPLY_SIZE_LIMIT", "add_server_options", "check_buffered_bytes", "check_reply_size",
-           "processor_options", "server_config"]
+if TYPE_CHECKING:
+    from ..app.config import AppConfig, ServiceSpec
+
+__all__ = ["MAX_REPLY_SIZE_LIMIT", "add_server_options", "app_config", "check_buffered_bytes", "check_reply_size",
+           "server_config"]
 
 #: Largest reply frame a Thrift client can read: framed transports read the length as a signed int32.
 MAX_REPLY_SIZE_LIMIT = (1 << 31) - 1
@@ -81,12 +85,6 @@ def check_buffered_bytes(value: int, max_frame_size: int, name: str = "--max-buf
     return None
 
 
-def processor_options(args: argparse.Namespace) -> dict[str, int]:
-    """Keyword arguments for the command's Processor (``max_reply_size`` where the command has it)."""
-    value = getattr(args, "max_reply_size", None)
-    return {} if value is None else {"max_reply_size": value}
-
-
 def server_config(args: argparse.Namespace) -> ServerConfig:
     """The checked ServerConfig of a server command's flags (UsageError naming the flag)."""
     problem = check_buffered_bytes(args.max_buffered_bytes, args.max_frame_size)
@@ -109,4 +107,14 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         raise UsageError(str(exc)) from exc
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1, not {args.workers}")
+    return config
+
+
+def app_config(args: argparse.Namespace, spec: ServiceSpec) -> AppConfig:
+    """The AppConfig of a one-service server command: ``spec`` with the server flags."""
+    from ..app.config import AppConfig
+
+    config = AppConfig([spec], server_config(args), args.loop, args.workers, args.metrics_host, args.metrics_port)
+    if getattr(args, "max_reply_size", None) is not None:
+        config.max_reply_size = args.max_reply_size
     return config

@@ -9,27 +9,18 @@ store handler every other command uses).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from typing import Any
 
-from ..backends.memory import split_communications
+from ..app.config import BackendOptions
 from ..backends.s3 import DEFAULT_S3_KEY_PREFIX_LEN
 from ..backends.s3_url import DEFAULT_S3_CLIENT, S3_CLIENTS
-from ..file_io import CommunicationWriterTGZ, FileType, iter_files
 from .errors import UsageError
 from .progress import progress_bar
 from .run import run
-from .sources import add_backend_options, open_source, open_target
 
 __all__ = ["register"]
-
-logger = logging.getLogger("aioaccess.cli")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,14 +63,10 @@ def s3_command(args: argparse.Namespace) -> int:
     return run(_S3_COMMANDS[args.s3_command](args))
 
 
-def _backend_args(args: argparse.Namespace) -> argparse.Namespace:
+def _backend_args(args: argparse.Namespace) -> BackendOptions:
     """The backend options ``open_source``/``open_target`` read: their defaults, and this command's flags."""
-    parser = argparse.ArgumentParser(add_help=False)
-    add_backend_options(parser)
-    backend = parser.parse_args([])
-    backend.__dict__.update(prefix_len=args.prefix_len, endpoint_url=args.endpoint_url, s3_client=args.s3_client,
-                            backend_timeout=args.timeout, backend_concurrency=args.concurrency)
-    return backend
+    return BackendOptions(prefix_len=args.prefix_len, endpoint_url=args.endpoint_url, s3_client=args.s3_client,
+                          backend_timeout=args.timeout, backend_concurrency=args.concurrency)
 
 
 def _location(bucket: str) -> str:
@@ -88,92 +75,41 @@ def _location(bucket: str) -> str:
 
 
 async def _list(args: argparse.Namespace) -> int:
-    async with AsyncExitStack() as stack:
-        container = await open_source(_location(args.bucket_name), _backend_args(args), stack)
-        async for comm_id in container:
-            print(comm_id)
+    from ..app.s3_tools import list_ids
+
+    async for comm_id in list_ids(_location(args.bucket_name), _backend_args(args)):
+        print(comm_id)
     return 0
 
 
 async def _fetch(args: argparse.Namespace) -> int:
-    async with AsyncExitStack() as stack:
-        container = await open_source(_location(args.bucket_name), _backend_args(args), stack)
-        ids = [comm_id async for comm_id in container]
-        progress = progress_bar(args.no_progress, count=True)
-        bar = progress.add_task("fetching", total=len(ids))
-        fetched = 0
-        started = time.perf_counter()
-        async with CommunicationWriterTGZ(args.output_path) as writer:
-            with progress:
-                chunk = args.concurrency * 4
-                for start in range(0, len(ids), chunk):  # get_raw_many keeps `concurrency` GETs in flight
-                    wanted = ids[start:start + chunk]
-                    got = await container.get_raw_many(wanted)
-                    for comm_id in wanted:
-                        if comm_id in got:
-                            await writer.write_raw(got[comm_id], f"{comm_id}.concrete")
-                            fetched += 1
-                        else:
-                            logger.warning("%s vanished from the bucket while fetching", comm_id)
-                    progress.update(bar, advance=len(wanted))
-    print(f"fetched {fetched} of {len(ids)} into {args.output_path} in {time.perf_counter() - started:.2f} s",
+    from ..app.s3_tools import fetch_to_tgz
+
+    progress = progress_bar(args.no_progress, count=True)
+    bar = progress.add_task("fetching", total=None)
+    started = time.perf_counter()
+    with progress:
+        fetched, total = await fetch_to_tgz(_location(args.bucket_name), args.output_path, _backend_args(args),
+                                            chunk=args.concurrency * 4,
+                                            on_ids=lambda n: progress.update(bar, total=n),
+                                            on_chunk=lambda n: progress.update(bar, advance=n))
+    print(f"fetched {fetched} of {total} into {args.output_path} in {time.perf_counter() - started:.2f} s",
           file=sys.stderr)
-    return 0 if fetched == len(ids) else 1
-
-
-async def _raws(path: str) -> AsyncIterator[tuple[str, bytes]]:
-    """(where, compact bytes) of each Communication under ``path`` ("-": stdin), read in a worker thread."""
-    if path == "-":
-        files = iter_files("/dev/stdin", FileType.STREAM)
-    else:
-        files = iter_files(path, recursive=True, skip_hidden=True)
-    sentinel = object()
-    while (item := await asyncio.to_thread(next, files, sentinel)) is not sentinel:
-        name, data = item  # type: ignore[misc]
-        for raw in split_communications(data, name):
-            yield name, raw
+    return 0 if fetched == total else 1
 
 
 async def _store(args: argparse.Namespace) -> int:
-    async with AsyncExitStack() as stack:
-        handler = await open_target(_location(args.bucket_name), _backend_args(args), stack)
-        stack.push_async_callback(handler.aclose)
-        progress = progress_bar(args.no_progress, count=True)
-        bar = progress.add_task("storing", total=None)
-        queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=args.concurrency * 4)
-        stored = failed = 0
-        started = time.perf_counter()
+    from ..app.s3_tools import store_into
 
-        async def produce() -> None:
-            try:
-                async for item in _raws(args.input_path):
-                    await queue.put(item)
-            finally:
-                for _ in range(args.concurrency):
-                    await queue.put(None)
-
-        async def consume() -> None:
-            nonlocal stored, failed
-            while (item := await queue.get()) is not None:
-                where, raw = item
-                try:
-                    await handler.store_raw(_comm_id(raw), raw)
-                    stored += 1
-                except Exception as exc:  # noqa: BLE001 - counted and logged; the rest go on
-                    failed += 1
-                    logger.warning("Failed to store a Communication of %s: %s", where, exc)
-                progress.update(bar, advance=1, description=f"stored {stored}")
-
-        with progress:
-            await asyncio.gather(produce(), *(consume() for _ in range(args.concurrency)))
+    progress = progress_bar(args.no_progress, count=True)
+    bar = progress.add_task("storing", total=None)
+    started = time.perf_counter()
+    with progress:
+        stored, failed = await store_into(_location(args.bucket_name), args.input_path, _backend_args(args),
+                                          concurrency=args.concurrency,
+                                          on_done=lambda n: progress.update(bar, advance=1, description=f"stored {n}"))
     print(f"stored {stored}, failed {failed} in {time.perf_counter() - started:.2f} s", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _comm_id(raw: bytes) -> Any:
-    from .. import codec
-
-    return codec.read_string_field(raw, 1)
 
 
 _S3_COMMANDS = {"list": _list, "fetch": _fetch, "store": _store}

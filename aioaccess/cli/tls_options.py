@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import ssl
 
-from ..tls import TLSConfigError, client_context, server_context
-from .errors import UsageError
+from ..app.tls import client_tls, server_tls_from
 
 __all__ = ["add_client_tls_options", "add_server_tls_options", "client_tls", "server_tls", "server_tls_from"]
 
@@ -25,23 +24,6 @@ def add_server_tls_options(parser: argparse.ArgumentParser, *, handshake_timeout
                            help="close a connection whose TLS handshake takes longer (default: 10)")
 
 
-_SERVER_FLAGS = ("--tls-cert", "--tls-key", "--tls-client-ca")
-
-
-def server_tls_from(cert: str | None, key: str | None, client_ca: str | None,
-                    names: tuple[str, str, str] = _SERVER_FLAGS) -> ssl.SSLContext | None:
-    """The server context of these files (None without ``cert``); UsageError naming the flag or key at fault."""
-    if cert is None:
-        given = [name for name, value in zip(names[1:], (key, client_ca), strict=True) if value is not None]
-        if given:
-            raise UsageError(f"{' and '.join(given)} need {names[0]}")
-        return None
-    try:
-        return server_context(cert, key, client_ca=client_ca)
-    except TLSConfigError as exc:
-        raise UsageError(str(exc)) from exc
-
-
 def server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
     """The server context of a server command's TLS flags, or None (plaintext)."""
     return server_tls_from(args.tls_cert, args.tls_key, args.tls_client_ca)
@@ -57,15 +39,3 @@ def add_client_tls_options(parser: argparse.ArgumentParser, *, upstream: bool = 
     group.add_argument(f"{flag}-ca", metavar="PEM", help=f"verify {whom}'s certificate against these CAs")
     group.add_argument(f"{flag}-cert", metavar="PEM", help="present this client certificate (mutual TLS)")
     group.add_argument(f"{flag}-key", metavar="PEM", help="its private key, when not in the certificate file")
-
-
-def client_tls(args: argparse.Namespace, *, upstream: bool = False) -> ssl.SSLContext | None:
-    """The client context of the flags :func:`add_client_tls_options` added, or None (plaintext)."""
-    dest = "upstream_tls" if upstream else "tls"
-    ca, cert, key = (getattr(args, f"{dest}_{name}", None) for name in ("ca", "cert", "key"))
-    if not (getattr(args, dest, False) or ca or cert or key):
-        return None
-    try:
-        return client_context(ca, cert, key)
-    except TLSConfigError as exc:
-        raise UsageError(str(exc)) from exc

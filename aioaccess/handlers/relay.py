@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from .. import codec
 from ..client import ConnectionPool, FetchCommunicationClient, TApplicationException
+from ..client.pipelined import LostConnection, PipelinedPool
 from ..exceptions import ProtocolError
 from ..schema import (
     FetchCommunicationService,
@@ -37,7 +38,6 @@ from ..schema import (
 )
 from ..server.dispatch import Processor
 from ..service import RelayedCalls
-from ._relay_pool import LostConnection, PipelinedPool
 
 __all__ = ["DEFAULT_RELAY_TIMEOUT", "RelayFetchHandler", "RelayProcessor"]
 

@@ -111,7 +111,9 @@ class Server:
         self.listeners: list[Listener] = []
         self.started = asyncio.Event()
         self.should_exit = asyncio.Event()
-        self.cleanups: list[Any] = []  # async callables run after shutdown
+        #: Async callables run after shutdown, for a Server run on its own (an :class:`aioaccess.app.App`
+        #: closes what it opened with its one AsyncExitStack instead).
+        self.cleanups: list[Any] = []
 
     def add_service(self, processor: Processor, host: str = "127.0.0.1", port: int = 9090,
                     sock: socket.socket | None = None, *, ssl: _ssl.SSLContext | None = None) -> Listener:
