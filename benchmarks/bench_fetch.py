@@ -47,6 +47,7 @@ from typing import Any
 from .corpus import Corpus, ensure_corpus
 from .loadgen import raise_nofile
 from .peers import PEERS, fastbinary_compiled
+from .proctree import alive
 
 __all__ = ["main"]
 
@@ -383,7 +384,8 @@ def format_markdown(rows: list[dict[str, Any]]) -> str:
         answered = r.get("answered_conns", "")
         lines.append(f"| {r['server']} | {r['ids_per_call']} | {r['conns']} | {r['calls_per_s']:,.0f} | "
                      f"{r['mb_per_s']:,.1f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                     f"{r['errors']} / {r['refused']} / {r['dropped']} / {r.get('timed_out', 0)} | {answered} | "
+                     f"{r['errors']} / {r['refused']} / {r['dropped']} / {r.get('timed_out', 0)}"
+                     f"{' (server exited)' if r.get('server_exited') else ''} | {answered} | "
                      f"{us} | {vs_cp} | {vs_ceil} | {cpu_ceil} |")
     return "\n".join(lines)
 
@@ -457,6 +459,9 @@ def measure(name: str, port: int, pid: int, corpus: Corpus, c: int, k: int, dura
         spy = _finish_py_spy(spy, name, args)
     assert best is not None
     best.update(server=name, corpus=os.path.basename(corpus.root), load_avg=os.getloadavg()[0])
+    if not alive(pid):
+        best["server_exited"] = True
+        logger.error("%s exited during its %d-connection row", name, c)
     if best.get("server_cpu") and best.get("calls_per_s"):
         best["server_us_per_call"] = best["server_cpu"] / best["calls_per_s"] * 1e6
     logger.info("%-18s k=%-2d c=%-4d %9.0f calls/s %8.1f MB/s p99 %7.2f ms err %d refused %d dropped %d "
@@ -596,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         if r.get("failed"):
             print(f"FAILED {r['server']} k={r['ids_per_call']}: {r['failed']}")
+        if r.get("server_exited"):
+            print(f"EXITED {r['server']} k={r['ids_per_call']}: gone after its {r['conns']}-connection row")
     if limits:
         print("\nbackend limits:")
         for lim in limits:

@@ -6,7 +6,7 @@ import os
 
 from aioaccess.bench.stats import proc_cpu_seconds
 
-__all__ = ["descendants", "tree_cpu_seconds"]
+__all__ = ["alive", "descendants", "tree_cpu_seconds"]
 
 
 def _parent_of(pid: int) -> int | None:
@@ -15,6 +15,15 @@ def _parent_of(pid: int) -> int | None:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` runs (not exited, not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def descendants(pid: int) -> list[int]:

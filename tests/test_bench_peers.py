@@ -15,7 +15,7 @@ import pytest
 from benchmarks.bench_fetch import Services, running
 from benchmarks.corpus import Corpus
 from benchmarks.peers import PEERS, PROCPOOL_WORKERS, fastbinary_compiled
-from benchmarks.proctree import descendants, tree_cpu_seconds
+from benchmarks.proctree import alive, descendants, tree_cpu_seconds
 
 
 @pytest.fixture
@@ -57,13 +57,7 @@ def test_peer_serves_the_corpus(kind: str, corpus: Corpus, tmp_path: Any) -> Non
             assert len(workers) >= PROCPOOL_WORKERS
         cpu = tree_cpu_seconds(pid)
         assert cpu is not None and cpu > 0
+        assert alive(pid)
     services.close()
-    assert not [p for p in workers if os.path.exists(f"/proc/{p}") and _state(p) != "Z"]  # stopped with it
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "gone"
+    assert not alive(pid)
+    assert not [p for p in workers if alive(p)]  # the workers are stopped with their server
