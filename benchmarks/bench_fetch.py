@@ -13,6 +13,9 @@ Servers (``--servers`` picks a subset):
 
 - ``ceiling``: ``benchmarks.ceiling``, a fixed reply per frame
 - ``cp-dir``, ``cp-zip``, ``cp-mem``: concrete-python's ``fetch-server.py`` on the directory, zip, tar.gz
+- ``tp2-aio``, ``apache-nonblocking``, ``apache-procpool``: the stock servers a user would otherwise pick
+  (thriftpy2's asyncio server; Apache Thrift's TNonblockingServer and TProcessPoolServer with the
+  accelerated compact protocol), on the directory: see ``benchmarks.peers``
 - ``aio-dir``, ``aio-zip``, ``aio-mem``: ``python -m aioaccess fetch-server`` on the same
 - ``aio-redis``: a Redis hash in a redis-server started here (limit: ``redis-benchmark -t get``)
 - ``aio-redis-py``: the same through redis-py's pool (``--redis-client redis-py``), the path before the pipe
@@ -27,6 +30,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -42,6 +46,8 @@ from typing import Any
 
 from .corpus import Corpus, ensure_corpus
 from .loadgen import raise_nofile
+from .peers import PEERS, fastbinary_compiled
+from .proctree import alive
 
 __all__ = ["main"]
 
@@ -51,9 +57,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 BIN = os.path.dirname(sys.executable)
-ALL_SERVERS = ["ceiling", "cp-dir", "cp-zip", "cp-mem", "aio-dir", "aio-zip", "aio-mem", "aio-redis", "aio-redis-py",
-               "aio-s3"]
-QUICK_SERVERS = ["ceiling", "cp-dir", "cp-mem", "aio-dir", "aio-zip", "aio-mem", "aio-redis", "aio-redis-py", "aio-s3"]
+ALL_SERVERS = ["ceiling", "cp-dir", "cp-zip", "cp-mem", *PEERS, "aio-dir", "aio-zip", "aio-mem", "aio-redis",
+               "aio-redis-py", "aio-s3"]
+QUICK_SERVERS = ["ceiling", "cp-dir", "cp-mem", *PEERS, "aio-dir", "aio-zip", "aio-mem", "aio-redis", "aio-redis-py",
+                 "aio-s3"]
 REDIS_KEY = "bench-comms"
 S3_BUCKET = "bench-comms"
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -168,6 +175,8 @@ def server_command(name: str, corpus: Corpus, k: int, port: int,
     if name == "ceiling":
         return [py, "-m", "benchmarks.ceiling", "--port", str(port), "--corpus-dir", corpus.directory,
                 "-k", str(k)], {}
+    if name in PEERS:
+        return [py, "-m", "benchmarks.peers", name, "--port", str(port), "--corpus-dir", corpus.directory], {}
     source = {"dir": corpus.directory, "zip": corpus.zip_path, "mem": corpus.tgz_path}
     kind = name.split("-", 1)[1]
     if name.startswith("cp-"):
@@ -208,8 +217,9 @@ def running(name: str, corpus: Corpus, k: int, services: Services, workdir: str,
     argv, env = server_command(name, corpus, k, port, services)
     log_path = os.path.join(workdir, f"{name}-k{k}.log")
     with open(log_path, "wb") as log:
+        # A session of its own: the server's worker processes, if any, are stopped with it.
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                env={**os.environ, **env, **env_extra})
+                                env={**os.environ, **env, **env_extra}, start_new_session=True)
     try:
         wait_port(port, proc, 300)
         if name != "ceiling":
@@ -217,6 +227,8 @@ def running(name: str, corpus: Corpus, k: int, services: Services, workdir: str,
         yield port, proc.pid
     finally:
         stop(proc)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         if proc.returncode not in (0, -signal.SIGTERM):
             logger.warning("%s exited with %s; see %s", name, proc.returncode, log_path)
 
@@ -332,13 +344,15 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         # on a core of its own (steadier than calls/s on a machine shared with other work).
         mine, theirs = row.get("server_us_per_call"), ceiling.get("server_us_per_call") if ceiling else None
         row["cpu_vs_ceiling"] = theirs / mine if mine and theirs else None
-        cp = _ref(rows, _cp_for(row["server"]), row) if row["server"].startswith("aio-") else None
+        cp = _ref(rows, _cp_for(row["server"]), row) if row["server"] not in ("ceiling", "cp-dir", "cp-zip",
+                                                                              "cp-mem") else None
         row["vs_cp"] = row["calls_per_s"] / cp["calls_per_s"] if cp and cp["calls_per_s"] else None
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'server':<10} {'k':>2} {'conns':>5} {'calls/s':>9} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'max ms':>7} {'err':>4} {'refused':>7} {'dropped':>7} {'srv cpu':>7} {'us/call':>7} {'lg cpu':>6} "
+    head = (f"{'server':<18} {'k':>2} {'conns':>5} {'calls/s':>9} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'max ms':>7} {'err':>4} {'refused':>7} {'dropped':>7} {'stalled':>7} {'answered':>8} "
+            f"{'srv cpu':>7} {'us/call':>7} {'lg cpu':>6} "
             f"{'x cp':>6} {'% ceil':>6} {'%c cpu':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -346,10 +360,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             return format(v, spec) if isinstance(v, int | float) else "-"
 
         lines.append(
-            f"{r['server']:<10} {r['ids_per_call']:>2} {r['conns']:>5} {f(r.get('calls_per_s'), '9.0f')} "
+            f"{r['server']:<18} {r['ids_per_call']:>2} {r['conns']:>5} {f(r.get('calls_per_s'), '9.0f')} "
             f"{f(r.get('mb_per_s'), '7.1f')} {f(r.get('p50_ms'), '7.2f')} {f(r.get('p99_ms'), '7.2f')} "
             f"{f(r.get('max_ms'), '7.1f')} {f(r.get('errors'), '4d')} {f(r.get('refused'), '7d')} "
-            f"{f(r.get('dropped'), '7d')} {f(r.get('server_cpu'), '7.2f')} {f(r.get('server_us_per_call'), '7.1f')} "
+            f"{f(r.get('dropped'), '7d')} {f(r.get('timed_out'), '7d')} {f(r.get('answered_conns'), '8d')} "
+            f"{f(r.get('server_cpu'), '7.2f')} {f(r.get('server_us_per_call'), '7.1f')} "
             f"{f(r.get('loadgen_cpu'), '6.2f')} "
             f"{f(r.get('vs_cp'), '6.1f')} "
             f"{f(r['vs_ceiling'] * 100 if r.get('vs_ceiling') is not None else None, '6.0f')} "
@@ -358,17 +373,20 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def format_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| server | ids/call | conns | calls/s | MB/s | p50 ms | p99 ms | errors / refused / dropped "
-             "| server CPU us/call | x concrete-python | % of ceiling | % of ceiling (CPU/call) |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = ["| server | ids/call | conns | calls/s | MB/s | p50 ms | p99 ms | errors / refused / dropped / stalled "
+             "| conns answered | server CPU us/call | x concrete-python | % of ceiling | % of ceiling (CPU/call) |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in rows:
         vs_cp = f"{r['vs_cp']:.1f}x" if r.get("vs_cp") else ""
         vs_ceil = f"{r['vs_ceiling'] * 100:.0f}%" if r.get("vs_ceiling") else ""
         cpu_ceil = f"{r['cpu_vs_ceiling'] * 100:.0f}%" if r.get("cpu_vs_ceiling") else ""
         us = f"{r['server_us_per_call']:.1f}" if r.get("server_us_per_call") else ""
+        answered = r.get("answered_conns", "")
         lines.append(f"| {r['server']} | {r['ids_per_call']} | {r['conns']} | {r['calls_per_s']:,.0f} | "
                      f"{r['mb_per_s']:,.1f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                     f"{r['errors']} / {r['refused']} / {r['dropped']} | {us} | {vs_cp} | {vs_ceil} | {cpu_ceil} |")
+                     f"{r['errors']} / {r['refused']} / {r['dropped']} / {r.get('timed_out', 0)}"
+                     f"{' (server exited)' if r.get('server_exited') else ''} | {answered} | "
+                     f"{us} | {vs_cp} | {vs_ceil} | {cpu_ceil} |")
     return "\n".join(lines)
 
 
@@ -388,8 +406,11 @@ def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
             if not pts:
                 continue
             style = "--o" if server.startswith("cp-") else ":s" if server == "ceiling" else "-o"
-            for ax, values in ((row_axes[0], [p[1] for p in pts]), (row_axes[1], [p[2] for p in pts])):
-                ax.plot([p[0] for p in pts], values, style, color=colors[server], label=server)
+            for ax, i in ((row_axes[0], 1), (row_axes[1], 2)):
+                # A row with no call sent and answered inside the window has no p99 (NaN): left out of the plot.
+                xy = [(p[0], p[i]) for p in pts if p[i] is not None and p[i] > 0 and math.isfinite(p[i])]
+                if xy:
+                    ax.plot([x for x, _ in xy], [y for _, y in xy], style, color=colors[server], label=server)
         row_axes[0].set(xscale="log", yscale="log", xlabel="connections", ylabel=label,
                         title=f"{k} id{'s' if k > 1 else ''} per call: {label}")
         row_axes[1].set(xscale="log", yscale="log", xlabel="connections", ylabel="p99 latency (ms)",
@@ -437,14 +458,27 @@ def measure(name: str, port: int, pid: int, corpus: Corpus, c: int, k: int, dura
             best = result
         spy = _finish_py_spy(spy, name, args)
     assert best is not None
-    best.update(server=name, corpus=os.path.basename(corpus.root))
+    best.update(server=name, corpus=os.path.basename(corpus.root), load_avg=os.getloadavg()[0])
+    if not alive(pid):
+        best["server_exited"] = True
+        logger.error("%s exited during its %d-connection row", name, c)
     if best.get("server_cpu") and best.get("calls_per_s"):
         best["server_us_per_call"] = best["server_cpu"] / best["calls_per_s"] * 1e6
-    logger.info("%-9s k=%-2d c=%-4d %9.0f calls/s %8.1f MB/s p99 %7.2f ms err %d refused %d dropped %d "
+    logger.info("%-18s k=%-2d c=%-4d %9.0f calls/s %8.1f MB/s p99 %7.2f ms err %d refused %d dropped %d "
                 "srv cpu %.2f lg cpu %.2f", name, k, c, best["calls_per_s"], best.get("mb_per_s", 0),
                 best.get("p99_ms", 0), best.get("errors", 0), best.get("refused", 0), best.get("dropped", 0),
                 best.get("server_cpu") or 0, best.get("loadgen_cpu") or 0)
     return best
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("aioaccess", "concrete", "thrift", "thriftpy2", "uvloop"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = version(name)
+    return found
 
 
 def _finish_py_spy(spy: subprocess.Popen[bytes] | None, name: str, args: argparse.Namespace) -> None:
@@ -498,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     limits: list[dict[str, Any]] = []
     started = time.perf_counter()
+    load_at_start = os.getloadavg()
     try:
         for corpus, k, counts in plans:
             mean = corpus.mean_size()
@@ -544,8 +579,10 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "date": stamp.isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg_at_end": os.getloadavg()},
+                    "load_avg_at_start": load_at_start, "load_avg_at_end": os.getloadavg()},
         "codec": codec.IMPLEMENTATION,
+        "apache_thrift_fastbinary": fastbinary_compiled(),
+        "versions": _versions(),
         "duration_s": duration, "warmup_s": warmup,
         "corpora": [{"root": c.root, "n": c.n, "size": c.size, "mean_bytes": round(c.mean_size())}
                     for c, _, _ in plans],
@@ -564,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         if r.get("failed"):
             print(f"FAILED {r['server']} k={r['ids_per_call']}: {r['failed']}")
+        if r.get("server_exited"):
+            print(f"EXITED {r['server']} k={r['ids_per_call']}: gone after its {r['conns']}-connection row")
     if limits:
         print("\nbackend limits:")
         for lim in limits:

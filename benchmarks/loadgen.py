@@ -10,7 +10,9 @@ results counts errors instead of speed.
 Run as ``python -m benchmarks.loadgen --port P --ids-file F -c 128 -k 1``; it
 prints one JSON object: calls/s, MB/s, latency percentiles, errors, refused
 and dropped connections, and the CPU the load generator itself used (and the
-server's, given ``--server-pid``), so one can tell who was the bottleneck.
+server's, given ``--server-pid``: that process and every process it started), so
+one can tell who was the bottleneck.  ``answered_conns`` counts the connections
+that got at least one reply; ``timed_out`` those still waiting 10 s after the window.
 
 Calls/s and MB/s count replies that arrive inside the measured window;
 latencies are those of calls sent inside it, so a connection's first call
@@ -32,6 +34,8 @@ import time
 from typing import Any
 
 from aioaccess.bench.stats import proc_cpu_seconds
+
+from .proctree import tree_cpu_seconds
 
 __all__ = ["build_fetch_frames", "proc_cpu_seconds", "raise_nofile", "run_load"]
 
@@ -212,10 +216,10 @@ async def run_load(host: str, port: int, frames: list[bytes], conns: int, durati
     for c in made:
         c.start()
     await asyncio.sleep(max(0.0, run.t_start - time.perf_counter()))
-    server0 = proc_cpu_seconds(server_pid) if server_pid else None
+    server0 = tree_cpu_seconds(server_pid) if server_pid else None
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.sleep(max(0.0, run.t_end - time.perf_counter()))
-    server1 = proc_cpu_seconds(server_pid) if server_pid else None
+    server1 = tree_cpu_seconds(server_pid) if server_pid else None
     cpu1, wall1 = time.process_time(), time.perf_counter()
     timed_out = 0
     try:
@@ -247,6 +251,7 @@ async def run_load(host: str, port: int, frames: list[bytes], conns: int, durati
         "connect_errors": connect_errors,
         "dropped": run.dropped,
         "timed_out": timed_out,
+        "answered_conns": sum(not c.first for c in made),
         "connect_s": round(connect_seconds, 3),
         "loadgen_cpu": (cpu1 - cpu0) / wall,
         "server_cpu": (server1 - server0) / wall if server0 is not None and server1 is not None else None,
