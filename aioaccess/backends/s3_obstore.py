@@ -102,6 +102,12 @@ def _failure(exc: BaseException, operation: str) -> ObstoreFailure:
     return ObstoreFailure(operation=operation, error=_brief(exc)[0])
 
 
+def _expire(wait: list[Any]) -> None:
+    """Time is up for ``wait = [future being awaited, expired]``: mark it and cancel the future."""
+    wait[1] = True
+    wait[0].cancel()
+
+
 class _BotocoreCredentials:
     """obstore credential provider over botocore's refreshable credentials (refreshed by botocore)."""
 
@@ -117,6 +123,10 @@ class _BotocoreCredentials:
 
 class ObstoreS3Client:
     """One obstore ``S3Store`` per bucket, all with the same endpoint, credentials and options."""
+
+    #: Its calls wait only on plain asyncio futures (obstore completes them with ``call_soon_threadsafe``),
+    #: so callers may run them without a Task (``s3_deadline.within`` for timeouts).
+    TASK_FREE = True
 
     def __init__(self, endpoint_url: str | None, credentials: Any, region_name: str, *,
                  connect_timeout: float = 5.0, read_timeout: float = 20.0, max_attempts: int = 3,
@@ -169,15 +179,33 @@ class ObstoreS3Client:
         except self._failures as exc:
             raise _failure(exc, operation) from exc
 
-    async def get_bytes(self, bucket: str, key: str) -> bytes:
-        """The object's bytes in one call (``get_object`` without the response dict)."""
+    async def get_bytes(self, bucket: str, key: str, timeout: float | None = None) -> bytes:
+        """The object's bytes in one call (``get_object`` without the response dict).
+
+        ``timeout``: seconds for the whole GET, then ``TimeoutError``; it needs no Task (a
+        ``call_later`` cancels the obstore future being waited on).
+        """
+        obstore = self._obstore
+        wait: list[Any] = [obstore.get_async(self.store(bucket), key), False]
+        timer = None if timeout is None else asyncio.get_running_loop().call_later(timeout, _expire, wait)
         try:
-            result = await self._obstore.get_async(self.store(bucket), key)
-            return (await result.bytes_async()).to_bytes()
+            result = await wait[0]
+            wait[0] = result.bytes_async()
+            if not wait[1]:
+                return (await wait[0]).to_bytes()  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            if wait[1]:
+                raise TimeoutError from None
+            raise
         except self._not_found as exc:
             raise _not_found(exc, "GetObject", "NoSuchKey") from exc
         except self._failures as exc:
             raise _failure(exc, "GetObject") from exc
+        finally:
+            if timer is not None:
+                timer.cancel()
+        wait[0].cancel()  # the time ran out as the GET finished: drop the body
+        raise TimeoutError
 
     async def close(self) -> None:
         self._stores.clear()
