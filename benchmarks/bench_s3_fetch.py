@@ -31,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aioaccess.bench.stats import proc_cpu_seconds
@@ -103,37 +105,9 @@ def main_thread_share(pid: int, before: dict[int, float], after: dict[int, float
     return used.get(pid, 0.0) / total if total > 0 else None
 
 
-async def _raw_gets(endpoint: str, bucket: str, keys: list[str], conns: int, duration: float) -> dict[str, Any]:
-    from aioaccess.backends.s3 import make_s3_client
-
-    async with make_s3_client(endpoint, max_pool_connections=conns) as client:
-        done = 0
-        stop_at = asyncio.get_running_loop().time() + duration
-
-        async def worker(w: int) -> None:
-            nonlocal done
-            i = w
-            while asyncio.get_running_loop().time() < stop_at:
-                await client.get_bytes(bucket, keys[i % len(keys)])
-                done += 1
-                i += 7919
-
-        before, threads = proc_cpu_seconds(os.getpid()) or 0.0, thread_cpu(os.getpid())
-        await asyncio.gather(*(worker(w) for w in range(conns)))
-        cpu = (proc_cpu_seconds(os.getpid()) or 0.0) - before
-        share = main_thread_share(os.getpid(), threads, thread_cpu(os.getpid()))
-    return {"client": "obstore GET loop (floor)", "conns": conns, "calls_per_s": done / duration,
-            "server_us_per_call": cpu / max(done, 1) * 1e6, "main_thread_share": share}
-
-
-async def _memory_gets(corpus: Corpus, conns: int, duration: float) -> dict[str, Any]:
-    import obstore
-    from obstore.store import MemoryStore
-
-    store = MemoryStore()
-    ids = corpus.ids()
-    for comm_id in ids:
-        await obstore.put_async(store, comm_id, corpus.raw(comm_id))
+async def _get_loop(name: str, get: Callable[[str], Awaitable[Any]], keys: list[str], conns: int,
+                    duration: float) -> dict[str, Any]:
+    """``conns`` workers calling ``get(key)`` for ``duration`` s; GET/s and this process's CPU per GET."""
     loop = asyncio.get_running_loop()
     done = 0
     stop_at = loop.time() + duration
@@ -141,9 +115,8 @@ async def _memory_gets(corpus: Corpus, conns: int, duration: float) -> dict[str,
     async def worker(w: int) -> None:
         nonlocal done
         i = w
-        while loop.time() < stop_at:  # get_bytes' two futures, without HTTP
-            result = await obstore.get_async(store, ids[i % len(ids)])
-            (await result.bytes_async()).to_bytes()
+        while loop.time() < stop_at:
+            await get(keys[i % len(keys)])
             done += 1
             i += 7919
 
@@ -151,8 +124,30 @@ async def _memory_gets(corpus: Corpus, conns: int, duration: float) -> dict[str,
     await asyncio.gather(*(worker(w) for w in range(conns)))
     cpu = (proc_cpu_seconds(os.getpid()) or 0.0) - before
     share = main_thread_share(os.getpid(), threads, thread_cpu(os.getpid()))
-    return {"client": "obstore MemoryStore loop (no HTTP)", "conns": conns, "calls_per_s": done / duration,
+    return {"client": name, "conns": conns, "calls_per_s": done / duration,
             "server_us_per_call": cpu / max(done, 1) * 1e6, "main_thread_share": share}
+
+
+async def _raw_gets(endpoint: str, bucket: str, keys: list[str], conns: int, duration: float) -> dict[str, Any]:
+    from aioaccess.backends.s3 import make_s3_client
+
+    async with make_s3_client(endpoint, max_pool_connections=conns) as client:
+        return await _get_loop("obstore GET loop (floor)", partial(client.get_bytes, bucket), keys, conns, duration)
+
+
+async def _memory_gets(corpus: Corpus, conns: int, duration: float) -> dict[str, Any]:
+    import obstore
+    from obstore.store import MemoryStore
+
+    store = MemoryStore()
+    for comm_id in corpus.ids():
+        await obstore.put_async(store, comm_id, corpus.raw(comm_id))
+
+    async def get(key: str) -> bytes:  # get_bytes' two futures, without HTTP
+        result = await obstore.get_async(store, key)
+        return (await result.bytes_async()).to_bytes()  # type: ignore[no-any-return]
+
+    return await _get_loop("obstore MemoryStore loop (no HTTP)", get, corpus.ids(), conns, duration)
 
 
 def raw_get_floor(endpoint: str, bucket: str, prefix: str, corpus: Corpus, conns: int,
