@@ -77,6 +77,10 @@ def key_problem(key: str) -> str | None:
     return None
 
 
+#: End of the range a one-call GET asks for: past the end of any object.
+_WHOLE = 1 << 62
+#: obstore's words for a whole-object range the endpoint did not serve as one (200, or 416 for an empty object).
+_RANGE_REFUSED = re.compile(r"non-partial|\b416\b|InvalidRange")
 _XML_FIELD = re.compile(r"<(Code|Message)>([^<]*)</\1>")
 
 
@@ -161,6 +165,9 @@ class ObstoreS3Client:
             self._options["endpoint"] = endpoint_url.rstrip("/")
             self._options["virtual_hosted_style_request"] = False
         self._stores: dict[str, Any] = {}
+        #: Whether GETs ask for the whole object as one range (one Rust call instead of two); off once the
+        #: endpoint answers such a range with 200, which object_store refuses (rclone does).
+        self.ranged_get = True
 
     key_problem = staticmethod(key_problem)
 
@@ -180,19 +187,35 @@ class ObstoreS3Client:
             raise _failure(exc, operation) from exc
 
     async def get_bytes(self, bucket: str, key: str, timeout: float | None = None) -> bytes:
-        """The object's bytes in one call (``get_object`` without the response dict).
+        """The object's bytes (``get_object`` without the response dict).
 
-        ``timeout``: seconds for the whole GET, then ``TimeoutError``; it needs no Task (a
-        ``call_later`` cancels the obstore future being waited on).
+        One Rust call where the endpoint answers a whole-object range with 206 (S3, moto): a GET of
+        bytes ``0-`` (2**62); else, or for an empty object, ``get`` then ``bytes`` (two calls: each
+        costs a hand-off from obstore's threads to the event loop).  ``timeout``: seconds for the whole
+        GET, then ``TimeoutError``; it needs no Task (a ``call_later`` cancels the future waited on).
         """
         obstore = self._obstore
-        wait: list[Any] = [obstore.get_async(self.store(bucket), key), False]
+        store = self.store(bucket)
+        ranged = self.ranged_get
+        wait: list[Any] = [obstore.get_range_async(store, key, start=0, end=_WHOLE) if ranged
+                           else obstore.get_async(store, key), False]
         timer = None if timeout is None else asyncio.get_running_loop().call_later(timeout, _expire, wait)
         try:
-            result = await wait[0]
-            wait[0] = result.bytes_async()
+            if ranged:
+                try:
+                    return (await wait[0]).to_bytes()  # type: ignore[no-any-return]
+                except self._failures as exc:
+                    refused = _RANGE_REFUSED.search(str(exc))
+                    if refused is None or isinstance(exc, self._not_found):
+                        raise
+                    if refused.group(0) == "non-partial":  # 200 to a whole-object range (rclone): never again
+                        self.ranged_get = False
+                    wait[0] = obstore.get_async(store, key)  # 416: an empty object
             if not wait[1]:
-                return (await wait[0]).to_bytes()  # type: ignore[no-any-return]
+                result = await wait[0]
+                wait[0] = result.bytes_async()
+                if not wait[1]:
+                    return (await wait[0]).to_bytes()  # type: ignore[no-any-return]
         except asyncio.CancelledError:
             if wait[1]:
                 raise TimeoutError from None
@@ -204,7 +227,7 @@ class ObstoreS3Client:
         finally:
             if timer is not None:
                 timer.cancel()
-        wait[0].cancel()  # the time ran out as the GET finished: drop the body
+        wait[0].cancel()  # the time ran out between two calls: drop the next one
         raise TimeoutError
 
     async def close(self) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from _services import RcloneS3ServerProcess
+from botocore.exceptions import ClientError
 
 from aioaccess import (
     CommunicationContainerFetchHandler,
@@ -150,3 +151,21 @@ async def test_obstore_runs_task_free_and_a_hung_s3_fails_within_the_backend_tim
                     await _recovered(lambda: sc.store(comms[1]))
     finally:
         await asyncio.to_thread(s3.stop)
+
+
+async def test_one_call_gets_where_the_endpoint_allows_and_two_elsewhere(any_s3_server: str,
+                                                                         request: pytest.FixtureRequest) -> None:
+    """A GET is one ranged call on moto (206, as S3); rclone answers 200, so its client falls back to two."""
+    async with make_s3_client(any_s3_server) as client:
+        bucket = f"onecall-{os.getpid()}-{time.monotonic_ns()}"
+        await client.create_bucket(Bucket=bucket)
+        objects = {"a/six": b"x" * 6000, "empty": b"", "one": b"1"}
+        for key, body in objects.items():
+            await client.put_object(Bucket=bucket, Key=key, Body=body)
+        assert client.ranged_get
+        for _ in range(2):
+            for key, body in objects.items():
+                assert await client.get_bytes(bucket, key, 5.0) == body
+        assert client.ranged_get == (request.node.callspec.params["any_s3_server"] == "moto")
+        with pytest.raises(ClientError, match="NoSuchKey"):
+            await client.get_bytes(bucket, "missing", 5.0)
