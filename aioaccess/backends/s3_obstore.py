@@ -27,83 +27,18 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import NoCredentialsError
+
+from .s3_compat import Body, ObstoreFailure, failure, key_problem, not_found
 
 __all__ = ["Body", "ObstoreFailure", "ObstoreS3Client", "key_problem", "make_obstore_s3_client"]
 
 T = TypeVar("T")
 
-
-class ObstoreFailure(BotoCoreError):
-    """An obstore operation failed (not a missing key)."""
-
-    fmt = "{operation} failed: {error}"
-
-
-class Body:
-    """A fully read response body with aiobotocore's StreamingBody surface (``async with``, ``read``)."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    async def read(self, amt: int | None = None) -> bytes:
-        data = self._data
-        if amt is None:
-            self._data = b""
-            return data
-        self._data = data[amt:]
-        return data[:amt]
-
-    async def __aenter__(self) -> Body:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._data = b""
-
-
-def key_problem(key: str) -> str | None:
-    """Why object_store cannot address ``key`` exactly (it would refuse or rewrite it), or None."""
-    if "/" not in key:
-        return None if key not in (".", "..") else "a '.' or '..' path segment"
-    if key.startswith("/") or key.endswith("/"):
-        return "a leading or trailing '/'"
-    for segment in key.split("/"):
-        if not segment:
-            return "an empty path segment ('//')"
-        if segment in (".", ".."):
-            return "a '.' or '..' path segment"
-    return None
-
-
 #: End of the range a one-call GET asks for: past the end of any object.
 _WHOLE = 1 << 62
 #: obstore's words for a whole-object range the endpoint did not serve as one (200, or 416 for an empty object).
 _RANGE_REFUSED = re.compile(r"non-partial|\b416\b|InvalidRange")
-_XML_FIELD = re.compile(r"<(Code|Message)>([^<]*)</\1>")
-
-
-def _brief(exc: BaseException) -> tuple[str, str | None]:
-    """(one-line message, S3 error code) of an obstore error (its text holds the XML body and a debug dump)."""
-    text = str(exc).split("\n\nDebug source", 1)[0]
-    fields = dict(_XML_FIELD.findall(text))
-    head = " ".join(text.split("<?xml", 1)[0].split()).rstrip(":")
-    if fields:
-        head += f": {fields.get('Code', '')} {fields.get('Message', '')}".rstrip()
-    return head, fields.get("Code")
-
-
-def _not_found(exc: BaseException, operation: str, code: str) -> ClientError:
-    """botocore's ClientError for an obstore not-found error (a missing bucket keeps its own code)."""
-    message, s3_code = _brief(exc)
-    if s3_code == "NoSuchBucket":
-        code = s3_code
-    return ClientError({"Error": {"Code": code, "Message": message}}, operation)  # type: ignore[arg-type]
-
-
-def _failure(exc: BaseException, operation: str) -> ObstoreFailure:
-    return ObstoreFailure(operation=operation, error=_brief(exc)[0])
 
 
 def _expire(wait: list[Any]) -> None:
@@ -182,9 +117,9 @@ class ObstoreS3Client:
         try:
             return await awaitable
         except self._not_found as exc:
-            raise _not_found(exc, operation, missing) from exc
+            raise not_found(exc, operation, missing) from exc
         except self._failures as exc:
-            raise _failure(exc, operation) from exc
+            raise failure(exc, operation) from exc
 
     async def get_bytes(self, bucket: str, key: str, timeout: float | None = None) -> bytes:
         """The object's bytes (``get_object`` without the response dict).
@@ -221,9 +156,9 @@ class ObstoreS3Client:
                 raise TimeoutError from None
             raise
         except self._not_found as exc:
-            raise _not_found(exc, "GetObject", "NoSuchKey") from exc
+            raise not_found(exc, "GetObject", "NoSuchKey") from exc
         except self._failures as exc:
-            raise _failure(exc, "GetObject") from exc
+            raise failure(exc, "GetObject") from exc
         finally:
             if timer is not None:
                 timer.cancel()
