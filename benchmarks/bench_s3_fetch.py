@@ -10,7 +10,9 @@ each connection count, clients interleaved.  For each run: calls/s, p99,
 and the CPU per call of the fetch server and of the S3 server
 (``/proc/PID/stat``), so one can tell who was the bottleneck.  A floor row
 gives the CPU per GET of obstore's own GET loop on the same objects, from
-this process: what any S3-backed server spends at least.
+this process: what any S3-backed server spends at least; a second one the
+same two obstore futures per GET on an in-memory store (no HTTP), the cost
+of handing each Rust result back to asyncio.
 
     python -m benchmarks.bench_s3_fetch [--conns 128] [--duration 8] [--clients obstore,aiobotocore]
 
@@ -28,6 +30,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import textwrap
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aioaccess.bench.stats import proc_cpu_seconds
@@ -81,26 +86,68 @@ async def load_bucket(endpoint: str, bucket: str, prefix: str, corpus: Corpus) -
         await asyncio.gather(*(put(i) for i in corpus.ids()))
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of process ``pid`` (``schedstat``: exact, not sampled at clock ticks)."""
+    out: dict[int, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                out[int(tid)] = int(f.read().split()[0]) / 1e9
+        except (OSError, ValueError):
+            pass  # the thread ended
+    return out
+
+
+def main_thread_share(pid: int, before: dict[int, float], after: dict[int, float]) -> float | None:
+    """The share of ``pid``'s CPU between two ``thread_cpu`` readings spent by its main thread (the event loop)."""
+    used = {tid: cpu - before.get(tid, 0.0) for tid, cpu in after.items()}
+    total = sum(used.values())
+    return used.get(pid, 0.0) / total if total > 0 else None
+
+
+async def _get_loop(name: str, get: Callable[[str], Awaitable[Any]], keys: list[str], conns: int,
+                    duration: float) -> dict[str, Any]:
+    """``conns`` workers calling ``get(key)`` for ``duration`` s; GET/s and this process's CPU per GET."""
+    loop = asyncio.get_running_loop()
+    done = 0
+    stop_at = loop.time() + duration
+
+    async def worker(w: int) -> None:
+        nonlocal done
+        i = w
+        while loop.time() < stop_at:
+            await get(keys[i % len(keys)])
+            done += 1
+            i += 7919
+
+    before, threads = proc_cpu_seconds(os.getpid()) or 0.0, thread_cpu(os.getpid())
+    await asyncio.gather(*(worker(w) for w in range(conns)))
+    cpu = (proc_cpu_seconds(os.getpid()) or 0.0) - before
+    share = main_thread_share(os.getpid(), threads, thread_cpu(os.getpid()))
+    return {"client": name, "conns": conns, "calls_per_s": done / duration,
+            "server_us_per_call": cpu / max(done, 1) * 1e6, "main_thread_share": share}
+
+
 async def _raw_gets(endpoint: str, bucket: str, keys: list[str], conns: int, duration: float) -> dict[str, Any]:
     from aioaccess.backends.s3 import make_s3_client
 
     async with make_s3_client(endpoint, max_pool_connections=conns) as client:
-        done = 0
-        stop_at = asyncio.get_running_loop().time() + duration
+        return await _get_loop("obstore GET loop (floor)", partial(client.get_bytes, bucket), keys, conns, duration)
 
-        async def worker(w: int) -> None:
-            nonlocal done
-            i = w
-            while asyncio.get_running_loop().time() < stop_at:
-                await client.get_bytes(bucket, keys[i % len(keys)])
-                done += 1
-                i += 7919
 
-        before = proc_cpu_seconds(os.getpid()) or 0.0
-        await asyncio.gather(*(worker(w) for w in range(conns)))
-        cpu = (proc_cpu_seconds(os.getpid()) or 0.0) - before
-    return {"client": "obstore GET loop (floor)", "conns": conns, "calls_per_s": done / duration,
-            "server_us_per_call": cpu / max(done, 1) * 1e6}
+async def _memory_gets(corpus: Corpus, conns: int, duration: float) -> dict[str, Any]:
+    import obstore
+    from obstore.store import MemoryStore
+
+    store = MemoryStore()
+    for comm_id in corpus.ids():
+        await obstore.put_async(store, comm_id, corpus.raw(comm_id))
+
+    async def get(key: str) -> bytes:  # get_bytes' two futures, without HTTP
+        result = await obstore.get_async(store, key)
+        return (await result.bytes_async()).to_bytes()  # type: ignore[no-any-return]
+
+    return await _get_loop("obstore MemoryStore loop (no HTTP)", get, corpus.ids(), conns, duration)
 
 
 def raw_get_floor(endpoint: str, bucket: str, prefix: str, corpus: Corpus, conns: int,
@@ -112,6 +159,13 @@ def raw_get_floor(endpoint: str, bucket: str, prefix: str, corpus: Corpus, conns
 
     keys = [prefix + prefix_s3_key(i, 4) for i in corpus.ids()]
     return uvloop.run(_raw_gets(endpoint, bucket, keys, conns, duration))
+
+
+def memory_get_floor(corpus: Corpus, conns: int, duration: float) -> dict[str, Any]:
+    """The same two obstore futures per GET on an in-memory store: what the Rust <-> asyncio hand-off costs."""
+    import uvloop
+
+    return uvloop.run(_memory_gets(corpus, conns, duration))
 
 
 def plot(report: dict[str, Any], path: str) -> str | None:
@@ -131,7 +185,7 @@ def plot(report: dict[str, Any], path: str) -> str | None:
         for x, name in enumerate(names):
             values = [r[key] for r in rows if r["client"] == name]
             ax.bar([x + (i - (len(values) - 1) / 2) * 0.3 for i in range(len(values))], values, width=0.28)
-        ax.set_xticks(range(len(names)), [n.replace(" (floor)", "\n(floor)") for n in names], fontsize=8)
+        ax.set_xticks(range(len(names)), [textwrap.fill(n, 18) for n in names], fontsize=8)
         ax.set_ylabel(label)
         ax.grid(True, axis="y", alpha=0.3)
     load = report["load_average_before_after"][0][0]
@@ -184,10 +238,12 @@ def main(argv: list[str] | None = None) -> int:
                             stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **CREDENTIALS})
                     try:
                         wait_port(port, proc, 120)
-                        s3_before = proc_cpu_seconds(s3.pid) or 0.0
+                        s3_before, threads = proc_cpu_seconds(s3.pid) or 0.0, thread_cpu(proc.pid)
                         row = run_loadgen(port, proc.pid, corpus, level, 1, args.duration, args.warmup,
                                           min_reply=args.size // 2)
                         s3_cpu = (proc_cpu_seconds(s3.pid) or 0.0) - s3_before
+                        # warm-up included: a share, applied to the measured window's CPU per call
+                        row["main_thread_share"] = main_thread_share(proc.pid, threads, thread_cpu(proc.pid))
                     finally:
                         stop(proc)
                     rate = row["calls_per_s"]
@@ -198,14 +254,17 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     print(f"{client:>24} c={level:<4} {row['calls_per_s']:9.1f} calls/s  p99 "
                           f"{row['p99_ms']:7.1f} ms  server {row['server_us_per_call'] or 0:6.1f} us/call"
+                          f" ({100 * (row['main_thread_share'] or 0):.0f}% in the event loop's thread)"
                           f"  {args.endpoint} {row['s3_us_per_call']:6.1f} us/call  errors {row['errors']}",
                           flush=True)
             for level in levels:
-                floor = raw_get_floor(endpoint, bucket, "corpus/", corpus, level, args.duration)
-                floor["round"] = round_
-                rows.append(floor)
-                print(f"{floor['client']:>24} c={level:<4} {floor['calls_per_s']:9.1f} GET/s  "
-                      f"{floor['server_us_per_call']:6.1f} us of this process's CPU per GET", flush=True)
+                for floor in (raw_get_floor(endpoint, bucket, "corpus/", corpus, level, args.duration),
+                              memory_get_floor(corpus, level, args.duration / 2)):
+                    floor["round"] = round_
+                    rows.append(floor)
+                    print(f"{floor['client']:>24} c={level:<4} {floor['calls_per_s']:9.1f} GET/s  "
+                          f"{floor['server_us_per_call']:6.1f} us of this process's CPU per GET "
+                          f"({100 * (floor['main_thread_share'] or 0):.0f}% in the event loop's thread)", flush=True)
     finally:
         stop(s3)
     best = {}

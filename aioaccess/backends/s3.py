@@ -23,7 +23,8 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..exceptions import BackendUnavailable
-from .base import CommunicationContainer
+from .base import CommunicationContainer, check_raw
+from .s3_deadline import within
 from .s3_listing import DEFAULT_LIST_TTL, ListingCache
 from .s3_url import DEFAULT_S3_CLIENT, S3_CLIENTS
 
@@ -118,19 +119,28 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+_FAILURES = (BotoCoreError, aiohttp.ClientError, OSError)  # TimeoutError is an OSError
+
+
+def _unavailable(exc: BaseException, what: str, timeout: float | None) -> BackendUnavailable:
+    if isinstance(exc, TimeoutError):
+        return BackendUnavailable("s3", f"{what} got no answer within {timeout} s")
+    return BackendUnavailable("s3", f"{what} failed: {exc}")
+
+
 async def s3_call(awaitable: Awaitable[T], what: str, timeout: float | None) -> T:
-    """Await an S3 request; failures and overruns become BackendUnavailable (ClientError 404s pass through)."""
+    """Await an S3 request; failures and overruns become BackendUnavailable (ClientError 404s pass through).
+
+    The timeout needs no Task (``s3_deadline.within``), so calls over obstore can run without one.
+    """
     try:
-        async with asyncio.timeout(timeout):
-            return await awaitable
-    except TimeoutError as exc:
-        raise BackendUnavailable("s3", f"{what} got no answer within {timeout} s") from exc
+        return await within(awaitable, timeout)
     except ClientError as exc:
         if _error_code(exc) in _MISSING_CODES:
             raise
-        raise BackendUnavailable("s3", f"{what} failed: {exc}") from exc
-    except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
-        raise BackendUnavailable("s3", f"{what} failed: {exc}") from exc
+        raise _unavailable(exc, what, timeout) from exc
+    except _FAILURES as exc:
+        raise _unavailable(exc, what, timeout) from exc
 
 
 async def read_object(client: Any, bucket: str, key: str) -> bytes:
@@ -151,7 +161,8 @@ class S3BackedCommunicationContainer(CommunicationContainer):
     ``ListingCache``: sequential pages cost one LIST per ``list_page_size``
     ids, and a count or page is at most ``list_ttl`` seconds old (0: list
     on every call).  ``client`` is an S3 client from ``make_s3_client``,
-    owned by the caller.
+    owned by the caller.  Over a client whose calls wait only on plain futures
+    (obstore's ``TASK_FREE``), the server steps calls without a Task.
     """
 
     NAME = "s3"
@@ -174,6 +185,8 @@ class S3BackedCommunicationContainer(CommunicationContainer):
         get_bytes = getattr(client, "get_bytes", None)  # obstore: one call, no response dict
         self._read: Callable[[str, str], Awaitable[bytes]] = get_bytes or partial(read_object, client)
         self._key_problem: Callable[[str], str | None] | None = getattr(client, "key_problem", None)
+        #: obstore's calls wait only on plain futures and timeouts are ``within``: no Task needed.
+        self.INLINE_SAFE = self.TASK_FREE = bool(getattr(client, "TASK_FREE", False))  # type: ignore[misc]
 
     def key(self, comm_id: str) -> str:
         """The object key of ``comm_id``; BackendUnavailable if the client cannot address it exactly."""
@@ -188,9 +201,27 @@ class S3BackedCommunicationContainer(CommunicationContainer):
         key = self.key(comm_id)
         async with self._limit:
             try:
-                return await s3_call(self._read(self.bucket, key), f"GET s3://{self.bucket}/{key}", self.timeout)
-            except ClientError:  # only the "no such key" codes reach here
-                return None
+                if self.TASK_FREE:  # obstore's get_bytes keeps its own deadline: no Task, no wrapper
+                    return await self.client.get_bytes(self.bucket, key, self.timeout)  # type: ignore[no-any-return]
+                return await within(self._read(self.bucket, key), self.timeout)
+            except ClientError as exc:
+                if _error_code(exc) in _MISSING_CODES:
+                    return None
+                raise _unavailable(exc, f"GET s3://{self.bucket}/{key}", self.timeout) from exc
+            except _FAILURES as exc:
+                raise _unavailable(exc, f"GET s3://{self.bucket}/{key}", self.timeout) from exc
+
+    async def get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
+        if len(ids) != 1:
+            return await super().get_raw_many(ids)
+        # One id (the fetch server's common call): one GET, two fewer coroutine layers per resume.
+        comm_id = ids[0]
+        raw = await self._get_one(comm_id)
+        if raw is None:
+            return {}
+        if self.VALIDATE_ON_READ:
+            check_raw(comm_id, raw)
+        return {comm_id: raw}
 
     async def _get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
         unique = list(dict.fromkeys(ids))
@@ -208,12 +239,14 @@ class S3BackedCommunicationContainer(CommunicationContainer):
                 if raw is not None:
                     found[comm_id] = raw
 
+        # Tasks, but no TaskGroup: the call itself may be running outside a Task (TASK_FREE).
+        loop = asyncio.get_running_loop()
+        workers = [loop.create_task(worker()) for _ in range(min(self.max_concurrency, len(unique)))]
         try:
-            async with asyncio.TaskGroup() as tg:
-                for _ in range(min(self.max_concurrency, len(unique))):
-                    tg.create_task(worker())
-        except BaseExceptionGroup as group:  # the first failure cancelled the rest: report it alone
-            raise group.exceptions[0]  # noqa: B904 - keeps its own cause
+            await asyncio.gather(*workers)
+        finally:  # the first failure (or a cancellation) stops the rest
+            for task in workers:
+                task.cancel()
         return {i: found[i] for i in unique if i in found}
 
     async def _list_page(self, start_after: str | None) -> tuple[list[str], str | None, bool]:

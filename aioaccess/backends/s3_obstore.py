@@ -27,79 +27,24 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import NoCredentialsError
+
+from .s3_compat import Body, ObstoreFailure, failure, key_problem, not_found
 
 __all__ = ["Body", "ObstoreFailure", "ObstoreS3Client", "key_problem", "make_obstore_s3_client"]
 
 T = TypeVar("T")
 
-
-class ObstoreFailure(BotoCoreError):
-    """An obstore operation failed (not a missing key)."""
-
-    fmt = "{operation} failed: {error}"
-
-
-class Body:
-    """A fully read response body with aiobotocore's StreamingBody surface (``async with``, ``read``)."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    async def read(self, amt: int | None = None) -> bytes:
-        data = self._data
-        if amt is None:
-            self._data = b""
-            return data
-        self._data = data[amt:]
-        return data[:amt]
-
-    async def __aenter__(self) -> Body:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._data = b""
+#: End of the range a one-call GET asks for: past the end of any object.
+_WHOLE = 1 << 62
+#: obstore's words for a whole-object range the endpoint did not serve as one (200, or 416 for an empty object).
+_RANGE_REFUSED = re.compile(r"non-partial|\b416\b|InvalidRange")
 
 
-def key_problem(key: str) -> str | None:
-    """Why object_store cannot address ``key`` exactly (it would refuse or rewrite it), or None."""
-    if "/" not in key:
-        return None if key not in (".", "..") else "a '.' or '..' path segment"
-    if key.startswith("/") or key.endswith("/"):
-        return "a leading or trailing '/'"
-    for segment in key.split("/"):
-        if not segment:
-            return "an empty path segment ('//')"
-        if segment in (".", ".."):
-            return "a '.' or '..' path segment"
-    return None
-
-
-_XML_FIELD = re.compile(r"<(Code|Message)>([^<]*)</\1>")
-
-
-def _brief(exc: BaseException) -> tuple[str, str | None]:
-    """(one-line message, S3 error code) of an obstore error (its text holds the XML body and a debug dump)."""
-    text = str(exc).split("\n\nDebug source", 1)[0]
-    fields = dict(_XML_FIELD.findall(text))
-    head = " ".join(text.split("<?xml", 1)[0].split()).rstrip(":")
-    if fields:
-        head += f": {fields.get('Code', '')} {fields.get('Message', '')}".rstrip()
-    return head, fields.get("Code")
-
-
-def _not_found(exc: BaseException, operation: str, code: str) -> ClientError:
-    """botocore's ClientError for an obstore not-found error (a missing bucket keeps its own code)."""
-    message, s3_code = _brief(exc)
-    if s3_code == "NoSuchBucket":
-        code = s3_code
-    return ClientError({"Error": {"Code": code, "Message": message}}, operation)  # type: ignore[arg-type]
-
-
-def _failure(exc: BaseException, operation: str) -> ObstoreFailure:
-    return ObstoreFailure(operation=operation, error=_brief(exc)[0])
+def _expire(wait: list[Any]) -> None:
+    """Time is up for ``wait = [future being awaited, expired]``: mark it and cancel the future."""
+    wait[1] = True
+    wait[0].cancel()
 
 
 class _BotocoreCredentials:
@@ -117,6 +62,10 @@ class _BotocoreCredentials:
 
 class ObstoreS3Client:
     """One obstore ``S3Store`` per bucket, all with the same endpoint, credentials and options."""
+
+    #: Its calls wait only on plain asyncio futures (obstore completes them with ``call_soon_threadsafe``),
+    #: so callers may run them without a Task (``s3_deadline.within`` for timeouts).
+    TASK_FREE = True
 
     def __init__(self, endpoint_url: str | None, credentials: Any, region_name: str, *,
                  connect_timeout: float = 5.0, read_timeout: float = 20.0, max_attempts: int = 3,
@@ -151,6 +100,9 @@ class ObstoreS3Client:
             self._options["endpoint"] = endpoint_url.rstrip("/")
             self._options["virtual_hosted_style_request"] = False
         self._stores: dict[str, Any] = {}
+        #: Whether GETs ask for the whole object as one range (one Rust call instead of two); off once the
+        #: endpoint answers such a range with 200, which object_store refuses (rclone does).
+        self.ranged_get = True
 
     key_problem = staticmethod(key_problem)
 
@@ -165,19 +117,53 @@ class ObstoreS3Client:
         try:
             return await awaitable
         except self._not_found as exc:
-            raise _not_found(exc, operation, missing) from exc
+            raise not_found(exc, operation, missing) from exc
         except self._failures as exc:
-            raise _failure(exc, operation) from exc
+            raise failure(exc, operation) from exc
 
-    async def get_bytes(self, bucket: str, key: str) -> bytes:
-        """The object's bytes in one call (``get_object`` without the response dict)."""
+    async def get_bytes(self, bucket: str, key: str, timeout: float | None = None) -> bytes:
+        """The object's bytes (``get_object`` without the response dict).
+
+        One Rust call where the endpoint answers a whole-object range with 206 (S3, moto): a GET of
+        bytes ``0-`` (2**62); else, or for an empty object, ``get`` then ``bytes`` (two calls: each
+        costs a hand-off from obstore's threads to the event loop).  ``timeout``: seconds for the whole
+        GET, then ``TimeoutError``; it needs no Task (a ``call_later`` cancels the future waited on).
+        """
+        obstore = self._obstore
+        store = self.store(bucket)
+        ranged = self.ranged_get
+        wait: list[Any] = [obstore.get_range_async(store, key, start=0, end=_WHOLE) if ranged
+                           else obstore.get_async(store, key), False]
+        timer = None if timeout is None else asyncio.get_running_loop().call_later(timeout, _expire, wait)
         try:
-            result = await self._obstore.get_async(self.store(bucket), key)
-            return (await result.bytes_async()).to_bytes()
+            if ranged:
+                try:
+                    return (await wait[0]).to_bytes()  # type: ignore[no-any-return]
+                except self._failures as exc:
+                    refused = _RANGE_REFUSED.search(str(exc))
+                    if refused is None or isinstance(exc, self._not_found):
+                        raise
+                    if refused.group(0) == "non-partial":  # 200 to a whole-object range (rclone): never again
+                        self.ranged_get = False
+                    wait[0] = obstore.get_async(store, key)  # 416: an empty object
+            if not wait[1]:
+                result = await wait[0]
+                wait[0] = result.bytes_async()
+                if not wait[1]:
+                    return (await wait[0]).to_bytes()  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            if wait[1]:
+                raise TimeoutError from None
+            raise
         except self._not_found as exc:
-            raise _not_found(exc, "GetObject", "NoSuchKey") from exc
+            raise not_found(exc, "GetObject", "NoSuchKey") from exc
         except self._failures as exc:
-            raise _failure(exc, "GetObject") from exc
+            raise failure(exc, "GetObject") from exc
+        finally:
+            if timer is not None:
+                timer.cancel()
+        wait[0].cancel()  # the time ran out between two calls: drop the next one
+        raise TimeoutError
 
     async def close(self) -> None:
         self._stores.clear()

@@ -40,6 +40,8 @@ class S3BackedStoreHandler(StoreHandler):
         self.key_prefix = key_prefix
         self.timeout = timeout
         self._limit = asyncio.Semaphore(max_concurrency)
+        #: Over obstore a store waits only on plain futures (timeouts by ``s3_call``): the server needs no Task.
+        self.inline_safe = self.task_free = bool(getattr(client, "TASK_FREE", False))
 
     def check_id(self, comm_id: object) -> str:
         comm_id = validate_comm_id(comm_id)
