@@ -23,9 +23,9 @@ from aioaccess import (
 )
 from aioaccess.backends.s3 import S3BackedCommunicationContainer, make_s3_client
 from aioaccess.backends.s3_deadline import within
-from aioaccess.corpus import make_communication
 from aioaccess.handlers.s3_store import S3BackedStoreHandler
 from aioaccess.schema import ServicesException
+from benchmarks.synthetic import make_communication
 
 pytestmark = pytest.mark.s3
 
