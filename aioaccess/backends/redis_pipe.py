@@ -3,7 +3,8 @@
 :class:`RedisPipe` is the fast path of the Redis backends.  Concurrent reads of
 one hash are coalesced into one ``HMGET`` per loop iteration and concurrent
 stores into one ``MULTI``/``HSET``/``ZADD``/``EXEC``; every caller gets a plain
-future (no Task), answered when Redis has answered.  A batch without an answer
+future (no Task), or (:meth:`RedisPipe.hmget_then`) a callback called straight
+from the connection's ``data_received``, answered when Redis has answered.  A batch without an answer
 within ``timeout`` seconds, a lost connection or a refused connect fail their
 callers with ``BackendUnavailable``; the next command connects again.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,14 +22,20 @@ from urllib.parse import unquote, urlsplit
 from ..exceptions import BackendUnavailable
 from .redis_connection import Callback, RedisConnection, RedisReplyError, ReplyError, encode_command
 
-__all__ = ["RedisPipe", "RedisReplyError", "ReplyError", "encode_command"]
+__all__ = ["Read", "ReadCallback", "RedisPipe", "RedisReplyError", "ReplyError", "encode_command", "settle",
+           "settle_values"]
 
 logger = logging.getLogger("aioaccess.backends.redis_pipe")
 
 #: Ids per coalesced HMGET (a longer read is split into several commands of one batch).
 MAX_IDS_PER_COMMAND = 1024
-#: ``hook(error, key, [(ids, future), ...])`` -> True if it took over those reads (e.g. a cluster's MOVED).
-ReadErrorHook = Callable[[BaseException, bytes, list[tuple[Sequence[str], "asyncio.Future[list[Any]]"]]], bool]
+#: ``callback(arg, ids, values, start)``: the values of ``ids`` are ``values[start:start + len(ids)]`` (None
+#: where absent); a failed read gets the BackendUnavailable as ``values``.  No object is made per read.
+ReadCallback = Callable[[Any, Sequence[str], "list[Any] | BaseException", int], None]
+#: A queued read: ``(ids, callback, arg)``.
+Read = tuple[Sequence[str], ReadCallback, Any]
+#: ``hook(error, key, [(ids, callback, arg), ...])`` -> True if it took over those reads (e.g. a cluster's MOVED).
+ReadErrorHook = Callable[[BaseException, bytes, list[Read]], bool]
 
 
 class _NoConnection:
@@ -75,7 +83,7 @@ class RedisPipe:
         self._connecting: asyncio.Task[None] | None = None
         self._waiting: list[tuple[bytes, int, Callback]] = []
         self._next = 0
-        self._reads: dict[bytes, list[tuple[Sequence[str], asyncio.Future[list[Any]]]]] = {}
+        self._reads: dict[bytes, list[Read]] = {}
         self._writes: dict[tuple[bytes, bytes | None], list[tuple[str, bytes, asyncio.Future[None]]]] = {}
         self._calls: list[tuple[Sequence[bytes | str | int], asyncio.Future[Any]]] = []
         self._flush_handle: asyncio.Handle | None = None
@@ -99,7 +107,7 @@ class RedisPipe:
     def execute(self, *commands: Sequence[bytes | str | int]) -> asyncio.Future[list[Any]]:
         """Send ``commands`` as one batch; a future of their replies (error replies as ReplyError objects)."""
         fut: asyncio.Future[list[Any]] = self.loop.create_future()
-        self.send(b"".join(map(encode_command, commands)), len(commands), lambda r: _settle(fut, r))
+        self.send(b"".join(map(encode_command, commands)), len(commands), functools.partial(settle, fut))
         return fut
 
     def call(self, *args: bytes | str | int) -> asyncio.Future[Any]:
@@ -120,13 +128,18 @@ class RedisPipe:
         """A future of the values of ``ids`` in hash ``key`` (None where absent), sent with this iteration's
         other reads."""
         fut: asyncio.Future[list[Any]] = self.loop.create_future()
+        self.hmget_then(key, ids, settle_values, fut)
+        return fut
+
+    def hmget_then(self, key: bytes, ids: Sequence[str], callback: ReadCallback, arg: Any) -> None:
+        """Read ``ids`` of hash ``key`` with this iteration's other reads: ``callback(arg, ids, values, start)``
+        (see :data:`ReadCallback`) is called from the connection's ``data_received`` (no future)."""
         queue = self._reads.get(key)
         if queue is None:
             queue = self._reads[key] = []
-        queue.append((ids, fut))
+        queue.append((ids, callback, arg))
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
-        return fut
 
     def hset_indexed(self, key: bytes, index_key: bytes | None, comm_id: str, raw: bytes) -> asyncio.Future[None]:
         """A future set once ``HSET key comm_id raw`` (and ``ZADD index_key 0 comm_id``) is acknowledged."""
@@ -183,7 +196,7 @@ class RedisPipe:
                     end += 1
                 group = requests[start:end]
                 args: list[bytes | str] = [b"HMGET", key]
-                for ids, _ in group:
+                for ids, _, _ in group:
                     args.extend(ids)
                 send(encode_command(args), 1, lambda r, g=group, k=key: _read_done(k, g, r, self.on_read_error))
                 start = end
@@ -211,13 +224,12 @@ class RedisPipe:
         writes, self._writes = self._writes, {}
         calls, self._calls = self._calls, []
         for _, fut in calls:
-            _settle(fut, error)
-        for requests in reads.values():
-            for _, fut in requests:
-                _settle(fut, error)
+            settle(fut, error)
+        for key, requests in reads.items():
+            _read_done(key, requests, error, None)
         for stores in writes.values():
             for _, _, fut in stores:
-                _settle(fut, error)
+                settle(fut, error)
 
     # -- connections ------------------------------------------------------
     async def _connect(self) -> None:
@@ -256,7 +268,7 @@ class RedisPipe:
                     hello.append((b"SELECT", self.db))
                 if hello:
                     fut: asyncio.Future[list[Any]] = self.loop.create_future()
-                    conn.send(b"".join(map(encode_command, hello)), len(hello), lambda r: _settle(fut, r))
+                    conn.send(b"".join(map(encode_command, hello)), len(hello), functools.partial(settle, fut))
                     for reply in await fut:
                         if isinstance(reply, ReplyError):
                             conn.transport.close()  # type: ignore[union-attr]
@@ -297,14 +309,15 @@ def _calls_done(calls: list[tuple[Sequence[bytes | str | int], asyncio.Future[An
                 result: list[Any] | BaseException) -> None:
     for n, (args, fut) in enumerate(calls):
         if isinstance(result, BaseException):
-            _settle(fut, result)
+            settle(fut, result)
         elif isinstance(result[n], ReplyError):
-            _settle(fut, RedisReplyError(_name(args[0]), result[n]))
+            settle(fut, RedisReplyError(_name(args[0]), result[n]))
         else:
-            _settle(fut, result[n])
+            settle(fut, result[n])
 
 
-def _settle(fut: asyncio.Future[Any], result: Any) -> None:
+def settle(fut: asyncio.Future[Any], result: Any) -> None:
+    """Set ``fut``'s result, or its exception when ``result`` is one (nothing if it is done already)."""
     if fut.done():
         return
     if isinstance(result, BaseException):
@@ -313,24 +326,35 @@ def _settle(fut: asyncio.Future[Any], result: Any) -> None:
         fut.set_result(result)
 
 
-def _read_done(key: bytes, group: list[tuple[Sequence[str], asyncio.Future[list[Any]]]],
-               result: list[Any] | BaseException, on_error: ReadErrorHook | None) -> None:
+def settle_values(fut: asyncio.Future[Any], ids: Sequence[str], values: list[Any] | BaseException,
+                  start: int) -> None:
+    """A :data:`ReadCallback` that settles ``fut`` with the read's values (or its error)."""
+    settle(fut, values if isinstance(values, BaseException) else values[start:start + len(ids)])
+
+
+def _read_done(key: bytes, group: list[Read], result: list[Any] | BaseException,
+               on_error: ReadErrorHook | None) -> None:
+    """Hand each read of ``group`` its values (``result``: one HMGET's reply), or the error."""
     if not isinstance(result, BaseException):
         values = result[0]
         if isinstance(values, ReplyError):
             result = RedisReplyError(f"HMGET {key.decode('utf-8', 'replace')}", values)
         else:
             start = 0
-            for ids, fut in group:
-                end = start + len(ids)
-                if not fut.done():
-                    fut.set_result(values[start:end])
-                start = end
+            for ids, callback, arg in group:
+                try:
+                    callback(arg, ids, values, start)
+                except Exception:  # logged; the other reads of the batch still get their values
+                    logger.exception("A Redis read's callback failed")
+                start += len(ids)
             return
     if on_error is not None and on_error(result, key, group):
         return
-    for _, fut in group:
-        _settle(fut, result)
+    for ids, callback, arg in group:
+        try:
+            callback(arg, ids, result, 0)
+        except Exception:
+            logger.exception("A Redis read's callback failed")
 
 
 def _write_done(key: bytes, stores: list[tuple[str, bytes, asyncio.Future[None]]],
@@ -348,7 +372,7 @@ def _write_done(key: bytes, stores: list[tuple[str, bytes, asyncio.Future[None]]
             result = BackendUnavailable("redis", f"{what}: {acked} of {wait_replicas} replicas acknowledged in time")
         else:
             for _, _, fut in stores:
-                _settle(fut, None)
+                settle(fut, None)
             return
     for _, _, fut in stores:
-        _settle(fut, result)
+        settle(fut, result)

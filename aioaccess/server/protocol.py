@@ -31,6 +31,7 @@ except ImportError:  # not POSIX
 from ..exceptions import ProtocolError
 from ..wire.framing import FrameDecoder
 from ..wire.messages import WRITEV_FROM, build_application_exception, fetch_reply_now, parse_header
+from .callback_fetch import CallbackFetch
 from .slots import oldest_idle
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ class FramedProtocol(asyncio.Protocol):
         self.fetch_guard = processor.fetch_table_guard()  # e.g. applies queued inotify events first
         self.max_reply_size = processor.max_reply_size
         self.observer = processor.observer
+        self.callback_fetch = CallbackFetch.of(processor)  # a backend that answers by callback (the Redis pipe)
 
     # -- connection lifecycle -------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -263,6 +265,10 @@ class FramedProtocol(asyncio.Protocol):
                 self.last_frame_at = self.loop.time()
                 self.transport.write(reply)
                 return
+        if self.callback_fetch is not None and not (self.busy or self.pending or self.held or self.closing
+                                                    or self.refused or self.write_paused or self.transport is None) \
+                and self.callback_fetch.start(self, data):
+            return
         if self.said_goodbye:
             return  # sent after our EOF: the peer sees that EOF, not a reply
         try:
