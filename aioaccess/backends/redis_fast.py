@@ -80,6 +80,7 @@ class RedisPipeCommunicationContainer(RedisPipeBacked, CommunicationContainer):
         self._idle: asyncio.Future[None] | None = None  # done when _inflight drops to 0
         self._checked: dict[str, bytes] = {}  # id -> the value last checked
         self._checked_bytes = 0
+        self._answer_read = self._answer  # bound once: a read queues no new object for its callback
 
     async def _get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
         fut: asyncio.Future[dict[str, bytes]] = asyncio.get_running_loop().create_future()
@@ -98,14 +99,25 @@ class RedisPipeCommunicationContainer(RedisPipeBacked, CommunicationContainer):
         idle = self._idle
         if idle is None or idle.done():
             idle = self._idle = asyncio.get_running_loop().create_future()
-        self._read_then(ids, self._answer, done)
+        layout = self.layout
+        if ids and not layout.shards:
+            self.pipe.hmget_then(layout.hash_keys[0], ids, self._answer_read, done)
+        else:
+            self._read_then(ids, self._answer_read, done)
         return idle
 
     def _answer(self, done: Callable[[list[bytes] | BaseException], None], ids: Sequence[str],
                 values: list[Any] | BaseException, start: int) -> None:
         self._inflight -= 1
         try:
-            result = values if isinstance(values, BaseException) else self._in_order(ids, values, start)
+            if isinstance(values, BaseException):
+                result = values
+            elif len(ids) == 1 and (raw := values[start]) is not None:  # the usual call
+                if self.VALIDATE_ON_READ and self._checked.get(ids[0]) != raw:
+                    self._check(ids[0], raw)
+                result = [raw]
+            else:
+                result = self._in_order(ids, values, start)
         except CorruptCommunication as exc:
             result = exc
         try:

@@ -16,7 +16,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..exceptions import ProtocolError
-from ..wire.messages import CALL, MessageHeader, build_fetch_reply_parts, parse_fetch_call
+from ..wire.messages import (
+    CALL,
+    WRITEV_FROM,
+    MessageHeader,
+    build_fetch_reply_parts,
+    fetch_reply_now,
+    parse_fetch_call,
+)
 
 if TYPE_CHECKING:
     from .dispatch import Processor
@@ -37,13 +44,15 @@ class FetchThen(Protocol):
 class CallbackFetch:
     """Answers one connection's plain fetch calls through the handler's ``fetch_then`` (one call at a time)."""
 
-    __slots__ = ("processor", "fetch_then", "method", "proto", "seqid", "started", "done")
+    __slots__ = ("processor", "fetch_then", "method", "proto", "data", "ids", "seqid", "started", "done")
 
     def __init__(self, processor: Processor, fetch_then: FetchThen) -> None:
         self.processor = processor
         self.fetch_then = fetch_then
         self.method = processor.methods["fetch"]
         self.proto: FramedProtocol | None = None
+        self.data = b""  # the call in flight, as it arrived
+        self.ids: list[str] = []
         self.seqid = 0
         self.started = 0.0
         self.done: FetchDone = self._done  # made once: nothing is allocated per call for the callback
@@ -64,20 +73,23 @@ class CallbackFetch:
         if len(data) < 8 or int.from_bytes(data[:4], "big") != len(data) - 4 \
                 or len(data) - 4 > proto.config.max_frame_size:
             return False
-        try:
-            call = parse_fetch_call(data[4:])
-        except ProtocolError:
-            return False  # the general path says what is wrong
+        call = _usual_call(data)
         if call is None:
-            return False
+            try:
+                call = parse_fetch_call(data[4:])
+            except ProtocolError:
+                return False  # the general path says what is wrong
+            if call is None:
+                return False
         self.proto = proto
-        self.seqid = call[0]
+        self.data = data
+        self.seqid, self.ids = call
         if self.processor.observer is not None:
             self.started = time.perf_counter()
         proto.busy = True
         proto.last_frame_at = proto.loop.time()
         try:
-            pending = self.fetch_then(call[1], self.done)
+            pending = self.fetch_then(self.ids, self.done)
         except Exception as exc:  # a bug in the backend: answered as any failed call
             self._done(exc)
             return True
@@ -88,9 +100,24 @@ class CallbackFetch:
         return True
 
     def _done(self, result: list[bytes] | BaseException) -> None:
-        proto, processor, seqid = self.proto, self.processor, self.seqid
+        proto, processor, ids = self.proto, self.processor, self.ids
         if proto is None or not proto.busy:
             return  # answered already
+        reply = None
+        if type(result) is list and len(result) == len(ids) and processor.observer is None:
+            # every id found: the reply built in C, as for a cached fetch (None: a large reply, built below)
+            table = {ids[0]: result[0]} if len(ids) == 1 else dict(zip(ids, result, strict=True))
+            reply = fetch_reply_now(self.data, table, processor.max_reply_size, WRITEV_FROM)
+        if reply is None:
+            reply = self._reply(result)
+        proto.busy = False
+        proto._reply(reply)
+        proto.last_frame_at = proto.loop.time()
+        proto._run()  # frames that arrived meanwhile; the goodbye when shutting down
+
+    def _reply(self, result: list[bytes] | BaseException) -> bytes | list[bytes]:
+        """The reply (or error reply) to the call in flight, and its report to the processor's observer."""
+        processor, seqid = self.processor, self.seqid
         outcome = "ok"
         try:
             if isinstance(result, BaseException):
@@ -101,7 +128,30 @@ class CallbackFetch:
         if processor.observer is not None:
             size = len(reply) if type(reply) is bytes else sum(map(len, reply))
             processor.observer("fetch", outcome, time.perf_counter() - self.started, size)
-        proto.busy = False
-        proto._reply(reply)
-        proto.last_frame_at = proto.loop.time()
-        proto._run()  # frames that arrived meanwhile; the goodbye when shutting down
+        return reply
+
+
+#: A framed fetch CALL up to its seqid, and from the name to FetchRequest's list header (as fetch_reply_now reads).
+_HEAD = b"\x82\x21"
+_NAME = b"\x05fetch\x1c\x19"
+
+
+def _usual_call(data: bytes) -> tuple[int, list[str]] | None:
+    """``(seqid, ids)`` of the usual framed call (seqid < 128, < 15 ids of < 128 bytes, nothing else); else None
+    (then :func:`parse_fetch_call` reads it)."""
+    if data[4:6] != _HEAD or data[6] >= 0x80 or data[7:15] != _NAME or len(data) < 18:
+        return None
+    head = data[15]
+    if head & 0x0F != 8 or head >= 0xF0:
+        return None
+    pos, ids = 16, []
+    for _ in range(head >> 4):
+        size = data[pos] if pos < len(data) else 0x80
+        if size >= 0x80:
+            return None
+        try:
+            ids.append(data[pos + 1:pos + 1 + size].decode("utf-8"))
+        except UnicodeDecodeError:
+            return None
+        pos += 1 + size
+    return (data[6], ids) if data[pos:] == b"\x00\x00" else None
