@@ -176,6 +176,8 @@ class RedisPipeCommunicationContainer(RedisPipeBacked, CommunicationContainer):
             callback(arg, ids, [], 0)
         elif not layout.shards:
             self.pipe.hmget_then(layout.hash_keys[0], ids, callback, arg)
+        elif len(ids) == 1:
+            self.pipe.hmget_then(layout.hash_keys[layout.bucket(ids[0])], ids, callback, arg)
         else:
             groups = layout.group(ids)
             if len(groups) == 1:
