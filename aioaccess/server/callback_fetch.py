@@ -86,8 +86,7 @@ class CallbackFetch:
         self.seqid, self.ids = call
         if self.processor.observer is not None:
             self.started = time.perf_counter()
-        proto.busy = True
-        proto.last_frame_at = proto.loop.time()
+        proto.busy = True  # (a busy connection is never idle: last_frame_at is set when it is answered)
         try:
             pending = self.fetch_then(self.ids, self.done)
         except Exception as exc:  # a bug in the backend: answered as any failed call
@@ -113,7 +112,8 @@ class CallbackFetch:
         proto.busy = False
         proto._reply(reply)
         proto.last_frame_at = proto.loop.time()
-        proto._run()  # frames that arrived meanwhile; the goodbye when shutting down
+        if proto.pending or proto.closing or proto.eof or proto.backlog_paused:
+            proto._run()  # frames that arrived meanwhile; the goodbye when shutting down
 
     def _reply(self, result: list[bytes] | BaseException) -> bytes | list[bytes]:
         """The reply (or error reply) to the call in flight, and its report to the processor's observer."""
@@ -139,7 +139,7 @@ _NAME = b"\x05fetch\x1c\x19"
 def _usual_call(data: bytes) -> tuple[int, list[str]] | None:
     """``(seqid, ids)`` of the usual framed call (seqid < 128, < 15 ids of < 128 bytes, nothing else); else None
     (then :func:`parse_fetch_call` reads it)."""
-    if data[4:6] != _HEAD or data[6] >= 0x80 or data[7:15] != _NAME or len(data) < 18:
+    if len(data) < 18 or not data.startswith(_HEAD, 4) or data[6] >= 0x80 or not data.startswith(_NAME, 7):
         return None
     head = data[15]
     if head & 0x0F != 8 or head >= 0xF0:
@@ -154,4 +154,4 @@ def _usual_call(data: bytes) -> tuple[int, list[str]] | None:
         except UnicodeDecodeError:
             return None
         pos += 1 + size
-    return (data[6], ids) if data[pos:] == b"\x00\x00" else None
+    return (data[6], ids) if pos == len(data) - 2 and data.endswith(b"\x00\x00") else None
