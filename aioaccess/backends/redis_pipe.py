@@ -187,7 +187,9 @@ class RedisPipe:
         calls, self._calls = self._calls, []
         if calls:
             send(b"".join(encode_command(args) for args, _ in calls), len(calls), lambda r: _calls_done(calls, r))
-        for key, requests in reads.items():
+        hmgets: list[bytes] = []
+        groups: list[tuple[bytes, list[Read]]] = []
+        for key, requests in reads.items():  # every hash's reads: one batch (one write, one timer)
             start = 0
             while start < len(requests):  # split very long reads into several commands of one batch
                 end, n_ids = start, 0
@@ -198,8 +200,12 @@ class RedisPipe:
                 args: list[bytes | str] = [b"HMGET", key]
                 for ids, _, _ in group:
                     args.extend(ids)
-                send(encode_command(args), 1, lambda r, g=group, k=key: _read_done(k, g, r, self.on_read_error))
+                hmgets.append(encode_command(args))
+                groups.append((key, group))
                 start = end
+        if hmgets:
+            send(hmgets[0] if len(hmgets) == 1 else b"".join(hmgets), len(hmgets),
+                 lambda r: _reads_done(groups, r, self.on_read_error))
         wait = encode_command((b"WAIT", self.wait_replicas, int((self.timeout or 10.0) * 500))) \
             if self.wait_replicas else b""
         for (key, index_key), stores in writes.items():
@@ -332,22 +338,28 @@ def settle_values(fut: asyncio.Future[Any], ids: Sequence[str], values: list[Any
     settle(fut, values if isinstance(values, BaseException) else values[start:start + len(ids)])
 
 
+def _reads_done(groups: list[tuple[bytes, list[Read]]], result: list[Any] | BaseException,
+                on_error: ReadErrorHook | None) -> None:
+    """A batch of HMGETs answered (``result``: their replies) or failed."""
+    for n, (key, group) in enumerate(groups):
+        reply = result if isinstance(result, BaseException) else result[n]
+        if isinstance(reply, ReplyError):  # (a hiredis.ReplyError is an exception too)
+            reply = RedisReplyError(f"HMGET {key.decode('utf-8', 'replace')}", reply)
+        _read_done(key, group, reply, on_error)
+
+
 def _read_done(key: bytes, group: list[Read], result: list[Any] | BaseException,
                on_error: ReadErrorHook | None) -> None:
-    """Hand each read of ``group`` its values (``result``: one HMGET's reply), or the error."""
+    """Hand each read of ``group`` its values (``result``: its HMGET's values), or the error."""
     if not isinstance(result, BaseException):
-        values = result[0]
-        if isinstance(values, ReplyError):
-            result = RedisReplyError(f"HMGET {key.decode('utf-8', 'replace')}", values)
-        else:
-            start = 0
-            for ids, callback, arg in group:
-                try:
-                    callback(arg, ids, values, start)
-                except Exception:  # logged; the other reads of the batch still get their values
-                    logger.exception("A Redis read's callback failed")
-                start += len(ids)
-            return
+        start = 0
+        for ids, callback, arg in group:
+            try:
+                callback(arg, ids, result, start)
+            except Exception:  # logged; the other reads of the batch still get their values
+                logger.exception("A Redis read's callback failed")
+            start += len(ids)
+        return
     if on_error is not None and on_error(result, key, group):
         return
     for ids, callback, arg in group:
