@@ -81,6 +81,7 @@ class RedisPipeCommunicationContainer(RedisPipeBacked, CommunicationContainer):
         self._checked: dict[str, bytes] = {}  # id -> the value last checked
         self._checked_bytes = 0
         self._answer_read = self._answer  # bound once: a read queues no new object for its callback
+        self._one_hash = None if self.layout.shards else self.layout.hash_keys[0]
 
     async def _get_raw_many(self, ids: Sequence[str]) -> dict[str, bytes]:
         fut: asyncio.Future[dict[str, bytes]] = asyncio.get_running_loop().create_future()
@@ -95,37 +96,34 @@ class RedisPipeCommunicationContainer(RedisPipeBacked, CommunicationContainer):
         ``done`` is called from the Redis connection's ``data_received`` (or at once), with no Task or
         future per call.  The future returned is done once no ``fetch_then`` call is in flight.
         """
-        self._inflight += 1
         idle = self._idle
-        if idle is None or idle.done():
+        if not self._inflight and (idle is None or idle.done()):
             idle = self._idle = asyncio.get_running_loop().create_future()
-        layout = self.layout
-        if ids and not layout.shards:
-            self.pipe.hmget_then(layout.hash_keys[0], ids, self._answer_read, done)
+        self._inflight += 1
+        if ids and self._one_hash is not None:
+            self.pipe.hmget_then(self._one_hash, ids, self._answer_read, done)
         else:
             self._read_then(ids, self._answer_read, done)
-        return idle
+        return idle  # type: ignore[return-value]
 
     def _answer(self, done: Callable[[list[bytes] | BaseException], None], ids: Sequence[str],
                 values: list[Any] | BaseException, start: int) -> None:
         self._inflight -= 1
-        try:
-            if isinstance(values, BaseException):
-                result = values
-            elif len(ids) == 1 and (raw := values[start]) is not None:  # the usual call
-                if self.VALIDATE_ON_READ and self._checked.get(ids[0]) != raw:
-                    self._check(ids[0], raw)
-                result = [raw]
-            else:
+        if len(ids) == 1 and type(values) is list and (raw := values[start]) is not None \
+                and self._checked.get(ids[0]) == raw:
+            result: list[bytes] | BaseException = [raw]  # the usual call: a value checked before, unchanged
+        elif isinstance(values, BaseException):
+            result = values
+        else:
+            try:
                 result = self._in_order(ids, values, start)
-        except CorruptCommunication as exc:
-            result = exc
+            except CorruptCommunication as exc:
+                result = exc
         try:
             done(result)
         finally:
-            idle = self._idle
-            if not self._inflight and idle is not None and not idle.done():
-                idle.set_result(None)
+            if not self._inflight and self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
 
     def _in_order(self, ids: Sequence[str], values: list[Any], start: int) -> list[bytes]:
         """The values found, checked (CorruptCommunication names a bad one), in request order."""
