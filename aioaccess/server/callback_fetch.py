@@ -142,6 +142,11 @@ def _usual_call(data: bytes) -> tuple[int, list[str]] | None:
     if len(data) < 18 or not data.startswith(_HEAD, 4) or data[6] >= 0x80 or not data.startswith(_NAME, 7):
         return None
     head = data[15]
+    if head == 0x18 and data[16] == len(data) - 19 and data.endswith(b"\x00\x00"):  # one id (< 128 bytes)
+        try:
+            return data[6], [data[17:-2].decode("utf-8")]
+        except UnicodeDecodeError:
+            return None
     if head & 0x0F != 8 or head >= 0xF0:
         return None
     pos, ids = 16, []
