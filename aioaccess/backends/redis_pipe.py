@@ -15,12 +15,23 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..exceptions import BackendUnavailable
 from .redis_connection import Callback, RedisConnection, RedisReplyError, ReplyError, encode_command
+from .redis_replies import (
+    Read,
+    ReadCallback,
+    ReadErrorHook,
+    calls_done,
+    read_done,
+    reads_done,
+    settle,
+    settle_values,
+    write_done,
+)
 
 __all__ = ["Read", "ReadCallback", "RedisPipe", "RedisReplyError", "ReplyError", "encode_command", "settle",
            "settle_values"]
@@ -29,15 +40,6 @@ logger = logging.getLogger("aioaccess.backends.redis_pipe")
 
 #: Ids per coalesced HMGET (a longer read is split into several commands of one batch).
 MAX_IDS_PER_COMMAND = 1024
-#: ``callback(arg, ids, values, start)``: the values of ``ids`` are ``values[start:start + len(ids)]`` (None
-#: where absent); a failed read gets the BackendUnavailable as ``values``.  No object is made per read.
-ReadCallback = Callable[[Any, Sequence[str], "list[Any] | BaseException", int], None]
-#: A queued read: ``(ids, callback, arg)``.
-Read = tuple[Sequence[str], ReadCallback, Any]
-#: ``hook(error, key, [(ids, callback, arg), ...])`` -> True if it took over those reads (e.g. a cluster's MOVED).
-ReadErrorHook = Callable[[BaseException, bytes, list[Read]], bool]
-
-
 class _NoConnection:
     """Marks "no connection yet": send through RedisPipe.send, which connects."""
 
@@ -186,7 +188,7 @@ class RedisPipe:
         writes, self._writes = self._writes, {}
         calls, self._calls = self._calls, []
         if calls:
-            send(b"".join(encode_command(args) for args, _ in calls), len(calls), lambda r: _calls_done(calls, r))
+            send(b"".join(encode_command(args) for args, _ in calls), len(calls), lambda r: calls_done(calls, r))
         hmgets: list[bytes] = []
         groups: list[tuple[bytes, list[Read]]] = []
         for key, requests in reads.items():  # every hash's reads: one batch (one write, one timer)
@@ -205,7 +207,7 @@ class RedisPipe:
                 start = end
         if hmgets:
             send(hmgets[0] if len(hmgets) == 1 else b"".join(hmgets), len(hmgets),
-                 lambda r: _reads_done(groups, r, self.on_read_error))
+                 lambda r: reads_done(groups, r, self.on_read_error))
         wait = encode_command((b"WAIT", self.wait_replicas, int((self.timeout or 10.0) * 500))) \
             if self.wait_replicas else b""
         for (key, index_key), stores in writes.items():
@@ -223,7 +225,7 @@ class RedisPipe:
             if wait:
                 commands.append(wait)
             send(b"".join(commands), len(commands),
-                 lambda r, s=stores, k=key: _write_done(k, s, r, self.wait_replicas))
+                 lambda r, s=stores, k=key: write_done(k, s, r, self.wait_replicas))
 
     def _fail_queued(self, error: BaseException) -> None:
         reads, self._reads = self._reads, {}
@@ -232,7 +234,7 @@ class RedisPipe:
         for _, fut in calls:
             settle(fut, error)
         for key, requests in reads.items():
-            _read_done(key, requests, error, None)
+            read_done(key, requests, error, None)
         for stores in writes.values():
             for _, _, fut in stores:
                 settle(fut, error)
@@ -305,86 +307,3 @@ class RedisPipe:
             if conn.transport is not None:
                 conn.transport.close()
         self._ready.clear()
-
-
-def _name(arg: bytes | str | int) -> str:
-    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
-
-
-def _calls_done(calls: list[tuple[Sequence[bytes | str | int], asyncio.Future[Any]]],
-                result: list[Any] | BaseException) -> None:
-    for n, (args, fut) in enumerate(calls):
-        if isinstance(result, BaseException):
-            settle(fut, result)
-        elif isinstance(result[n], ReplyError):
-            settle(fut, RedisReplyError(_name(args[0]), result[n]))
-        else:
-            settle(fut, result[n])
-
-
-def settle(fut: asyncio.Future[Any], result: Any) -> None:
-    """Set ``fut``'s result, or its exception when ``result`` is one (nothing if it is done already)."""
-    if fut.done():
-        return
-    if isinstance(result, BaseException):
-        fut.set_exception(result)
-    else:
-        fut.set_result(result)
-
-
-def settle_values(fut: asyncio.Future[Any], ids: Sequence[str], values: list[Any] | BaseException,
-                  start: int) -> None:
-    """A :data:`ReadCallback` that settles ``fut`` with the read's values (or its error)."""
-    settle(fut, values if isinstance(values, BaseException) else values[start:start + len(ids)])
-
-
-def _reads_done(groups: list[tuple[bytes, list[Read]]], result: list[Any] | BaseException,
-                on_error: ReadErrorHook | None) -> None:
-    """A batch of HMGETs answered (``result``: their replies) or failed."""
-    for n, (key, group) in enumerate(groups):
-        reply = result if isinstance(result, BaseException) else result[n]
-        if isinstance(reply, ReplyError):  # (a hiredis.ReplyError is an exception too)
-            reply = RedisReplyError(f"HMGET {key.decode('utf-8', 'replace')}", reply)
-        _read_done(key, group, reply, on_error)
-
-
-def _read_done(key: bytes, group: list[Read], result: list[Any] | BaseException,
-               on_error: ReadErrorHook | None) -> None:
-    """Hand each read of ``group`` its values (``result``: its HMGET's values), or the error."""
-    if not isinstance(result, BaseException):
-        start = 0
-        for ids, callback, arg in group:
-            try:
-                callback(arg, ids, result, start)
-            except Exception:  # logged; the other reads of the batch still get their values
-                logger.exception("A Redis read's callback failed")
-            start += len(ids)
-        return
-    if on_error is not None and on_error(result, key, group):
-        return
-    for ids, callback, arg in group:
-        try:
-            callback(arg, ids, result, 0)
-        except Exception:
-            logger.exception("A Redis read's callback failed")
-
-
-def _write_done(key: bytes, stores: list[tuple[str, bytes, asyncio.Future[None]]],
-                result: list[Any] | BaseException, wait_replicas: int) -> None:
-    if not isinstance(result, BaseException):
-        replies = list(result)
-        acked = replies.pop() if wait_replicas else None
-        if replies and isinstance(replies[-1], list):  # EXEC's array: one reply per queued command
-            replies += replies.pop()
-        error = next((r for r in (*replies, acked) if isinstance(r, ReplyError)), None)
-        what = f"HSET {key.decode('utf-8', 'replace')}"
-        if error is not None:
-            result = RedisReplyError(what, error)
-        elif acked is not None and acked < wait_replicas:
-            result = BackendUnavailable("redis", f"{what}: {acked} of {wait_replicas} replicas acknowledged in time")
-        else:
-            for _, _, fut in stores:
-                settle(fut, None)
-            return
-    for _, _, fut in stores:
-        settle(fut, result)
