@@ -7,11 +7,13 @@ attributes on a handler.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 __all__ = ["CommId", "RawComm", "RawFetchHandler", "RawStoreHandler", "CheckedRawStore", "RawTableHandler",
-           "GuardedRawTable", "InlineSafeHandler", "TaskFreeHandler", "MessageRelay", "Container"]
+           "GuardedRawTable", "InlineSafeHandler", "TaskFreeHandler", "FetchDone", "FetchThen", "CallbackFetchHandler",
+           "MessageRelay", "Container"]
 
 #: A Communication id.
 CommId: TypeAlias = str
@@ -95,6 +97,32 @@ class TaskFreeHandler(InlineSafeHandler, Protocol):
     """
 
     task_free: bool
+
+
+#: Gets the stored bytes of each id found, in request order, or the exception that failed the call.
+FetchDone: TypeAlias = Callable[[list[RawComm] | BaseException], None]
+
+
+class FetchThen(Protocol):
+    """``fetch_then(ids, done)``: start reading ``ids``; ``done`` gets the outcome exactly once, maybe at once.
+
+    Returns a future that is done once none of the container's calls is in
+    flight (graceful shutdown waits on it as on a Task), or None.
+    """
+
+    def __call__(self, ids: Sequence[CommId], done: FetchDone) -> asyncio.Future[Any] | None: ...
+
+
+@runtime_checkable
+class CallbackFetchHandler(Protocol):
+    """``fetch_then``: a fetch handler whose reads finish in its client's own callbacks (the Redis pipe).
+
+    The server hands it each plain fetch call that arrives alone on an idle
+    connection and writes the reply from ``done``: no coroutine, Task or
+    future per call (``server.callback_fetch``).  None: no such route.
+    """
+
+    fetch_then: FetchThen | None
 
 
 @runtime_checkable

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 from .. import codec
+from .._types import FetchThen
 from ..codec import CodecError
 from ..exceptions import CorruptCommunication
 from ..schema import Communication
@@ -44,6 +45,9 @@ class CommunicationContainer(abc.ABC):
     #: Whether reads wait only on plain futures (no Task, no ``asyncio.timeout``): the server then steps them
     #: by callbacks and never makes a Task for them (``_types.TaskFreeHandler``).
     TASK_FREE: ClassVar[bool] = False
+    #: ``fetch_then(ids, done)``: :meth:`get_raw_many` by callback (``_types.FetchThen``), for containers
+    #: whose reads finish in their client's own callbacks (the Redis pipe); None: no such route.
+    fetch_then: ClassVar[FetchThen | None] = None
     #: A dict of id -> checked compact bytes that the container keeps current for as
     #: long as it lives (the same object throughout; it may be empty, and need not hold
     #: every id).  The server answers a fetch of ids that are all in it without calling

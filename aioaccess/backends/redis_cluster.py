@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from redis.crc import key_slot
 
 from ..exceptions import BackendUnavailable
-from .redis_pipe import RedisPipe, RedisReplyError, ReplyError
+from .redis_pipe import Read, ReadCallback, RedisPipe, RedisReplyError, ReplyError
 
 __all__ = ["RedisClusterPipe", "parse_cluster_url"]
 
@@ -72,14 +72,22 @@ class RedisClusterPipe:
             pipe.on_read_error = self._read_failed
         return pipe
 
-    def _read_failed(self, exc: BaseException, key: bytes, group: list[tuple[Sequence[str], Any]]) -> bool:
+    def _read_failed(self, exc: BaseException, key: bytes, group: list[Read]) -> bool:
         """A node's failed HMGET: follow MOVED/ASK for each read of ``group`` (True), else refresh and fail."""
         if isinstance(exc, RedisReplyError) and exc.reply.startswith(("MOVED ", "ASK ")) \
                 or isinstance(exc, BackendUnavailable):  # a node down: its replica may have taken over
-            for ids, fut in group:
+            for ids, callback, arg in group:
+                fut = self._future_for(ids, callback, arg)
                 self._route(fut, key, lambda pipe, i=ids: pipe.hmget(key, i), (b"HMGET", key, *ids), 1, None, exc)
             return True
         return False
+
+    def _future_for(self, ids: Sequence[str], callback: ReadCallback, arg: Any) -> asyncio.Future[list[Any]]:
+        """A future whose outcome goes to ``callback`` (reads routed the slow way: redirects, no slot map)."""
+        fut: asyncio.Future[list[Any]] = self.loop.create_future()
+        fut.add_done_callback(lambda f: callback(arg, ids, BackendUnavailable("redis", "cancelled") if f.cancelled()
+                                                 else f.exception() or f.result(), 0))
+        return fut
 
     # -- topology -----------------------------------------------------------
     async def refresh(self) -> None:
@@ -121,16 +129,28 @@ class RedisClusterPipe:
         return self.slots[key_slot(key)]
 
     # -- routed operations ------------------------------------------------------
-    def hmget(self, key: bytes, ids: Sequence[str]) -> asyncio.Future[list[Any]]:
+    def _known_pipe(self, key: bytes) -> RedisPipe | None:
         slot = self._slot_of.get(key)
         if slot is None:
             slot = self._slot_of[key] = key_slot(key)
-        pipe = self.slots[slot]
+        return self.slots[slot]
+
+    def hmget(self, key: bytes, ids: Sequence[str]) -> asyncio.Future[list[Any]]:
+        pipe = self._known_pipe(key)
         if pipe is not None:  # the common case: the node's own future; a MOVED reply comes to _read_failed
             return pipe.hmget(key, ids)
         fut: asyncio.Future[list[Any]] = self.loop.create_future()
         self._route(fut, key, lambda pipe: pipe.hmget(key, ids), (b"HMGET", key, *ids), 0)
         return fut
+
+    def hmget_then(self, key: bytes, ids: Sequence[str], callback: ReadCallback, arg: Any) -> None:
+        """:meth:`RedisPipe.hmget_then` on the node of ``key``'s slot (redirects followed)."""
+        pipe = self._known_pipe(key)
+        if pipe is not None:  # the common case: no future at all; a MOVED reply comes to _read_failed
+            pipe.hmget_then(key, ids, callback, arg)
+            return
+        self._route(self._future_for(ids, callback, arg), key, lambda pipe: pipe.hmget(key, ids),
+                    (b"HMGET", key, *ids), 0)
 
     def hset_indexed(self, key: bytes, index_key: bytes | None, comm_id: str, raw: bytes) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = self.loop.create_future()

@@ -32,7 +32,11 @@ class RedisReplyError(BackendUnavailable):
 
 
 def encode_command(args: Sequence[bytes | str | int]) -> bytes:
-    """One command in RESP (an array of bulk strings)."""
+    """One command in RESP (an array of bulk strings), packed by hiredis."""
+    try:
+        return hiredis.pack_command(tuple(args))  # type: ignore[no-any-return]
+    except TypeError:  # e.g. a bytearray: the same encoding in Python
+        pass
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         if isinstance(arg, str):

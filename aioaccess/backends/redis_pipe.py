@@ -3,7 +3,8 @@
 :class:`RedisPipe` is the fast path of the Redis backends.  Concurrent reads of
 one hash are coalesced into one ``HMGET`` per loop iteration and concurrent
 stores into one ``MULTI``/``HSET``/``ZADD``/``EXEC``; every caller gets a plain
-future (no Task), answered when Redis has answered.  A batch without an answer
+future (no Task), or (:meth:`RedisPipe.hmget_then`) a callback called straight
+from the connection's ``data_received``, answered when Redis has answered.  A batch without an answer
 within ``timeout`` seconds, a lost connection or a refused connect fail their
 callers with ``BackendUnavailable``; the next command connects again.
 """
@@ -12,24 +13,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..exceptions import BackendUnavailable
 from .redis_connection import Callback, RedisConnection, RedisReplyError, ReplyError, encode_command
+from .redis_replies import (
+    Read,
+    ReadCallback,
+    ReadErrorHook,
+    calls_done,
+    read_done,
+    reads_done,
+    settle,
+    settle_values,
+    write_done,
+)
 
-__all__ = ["RedisPipe", "RedisReplyError", "ReplyError", "encode_command"]
+__all__ = ["Read", "ReadCallback", "RedisPipe", "RedisReplyError", "ReplyError", "encode_command", "settle",
+           "settle_values"]
 
 logger = logging.getLogger("aioaccess.backends.redis_pipe")
 
 #: Ids per coalesced HMGET (a longer read is split into several commands of one batch).
 MAX_IDS_PER_COMMAND = 1024
-#: ``hook(error, key, [(ids, future), ...])`` -> True if it took over those reads (e.g. a cluster's MOVED).
-ReadErrorHook = Callable[[BaseException, bytes, list[tuple[Sequence[str], "asyncio.Future[list[Any]]"]]], bool]
-
-
 class _NoConnection:
     """Marks "no connection yet": send through RedisPipe.send, which connects."""
 
@@ -75,7 +85,7 @@ class RedisPipe:
         self._connecting: asyncio.Task[None] | None = None
         self._waiting: list[tuple[bytes, int, Callback]] = []
         self._next = 0
-        self._reads: dict[bytes, list[tuple[Sequence[str], asyncio.Future[list[Any]]]]] = {}
+        self._reads: dict[bytes, list[Read]] = {}
         self._writes: dict[tuple[bytes, bytes | None], list[tuple[str, bytes, asyncio.Future[None]]]] = {}
         self._calls: list[tuple[Sequence[bytes | str | int], asyncio.Future[Any]]] = []
         self._flush_handle: asyncio.Handle | None = None
@@ -99,7 +109,7 @@ class RedisPipe:
     def execute(self, *commands: Sequence[bytes | str | int]) -> asyncio.Future[list[Any]]:
         """Send ``commands`` as one batch; a future of their replies (error replies as ReplyError objects)."""
         fut: asyncio.Future[list[Any]] = self.loop.create_future()
-        self.send(b"".join(map(encode_command, commands)), len(commands), lambda r: _settle(fut, r))
+        self.send(b"".join(map(encode_command, commands)), len(commands), functools.partial(settle, fut))
         return fut
 
     def call(self, *args: bytes | str | int) -> asyncio.Future[Any]:
@@ -120,13 +130,18 @@ class RedisPipe:
         """A future of the values of ``ids`` in hash ``key`` (None where absent), sent with this iteration's
         other reads."""
         fut: asyncio.Future[list[Any]] = self.loop.create_future()
+        self.hmget_then(key, ids, settle_values, fut)
+        return fut
+
+    def hmget_then(self, key: bytes, ids: Sequence[str], callback: ReadCallback, arg: Any) -> None:
+        """Read ``ids`` of hash ``key`` with this iteration's other reads: ``callback(arg, ids, values, start)``
+        (see :data:`ReadCallback`) is called from the connection's ``data_received`` (no future)."""
         queue = self._reads.get(key)
         if queue is None:
             queue = self._reads[key] = []
-        queue.append((ids, fut))
+        queue.append((ids, callback, arg))
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
-        return fut
 
     def hset_indexed(self, key: bytes, index_key: bytes | None, comm_id: str, raw: bytes) -> asyncio.Future[None]:
         """A future set once ``HSET key comm_id raw`` (and ``ZADD index_key 0 comm_id``) is acknowledged."""
@@ -173,8 +188,10 @@ class RedisPipe:
         writes, self._writes = self._writes, {}
         calls, self._calls = self._calls, []
         if calls:
-            send(b"".join(encode_command(args) for args, _ in calls), len(calls), lambda r: _calls_done(calls, r))
-        for key, requests in reads.items():
+            send(b"".join(encode_command(args) for args, _ in calls), len(calls), lambda r: calls_done(calls, r))
+        hmgets: list[bytes] = []
+        groups: list[tuple[bytes, list[Read]]] = []
+        for key, requests in reads.items():  # every hash's reads: one batch (one write, one timer)
             start = 0
             while start < len(requests):  # split very long reads into several commands of one batch
                 end, n_ids = start, 0
@@ -183,10 +200,14 @@ class RedisPipe:
                     end += 1
                 group = requests[start:end]
                 args: list[bytes | str] = [b"HMGET", key]
-                for ids, _ in group:
+                for ids, _, _ in group:
                     args.extend(ids)
-                send(encode_command(args), 1, lambda r, g=group, k=key: _read_done(k, g, r, self.on_read_error))
+                hmgets.append(encode_command(args))
+                groups.append((key, group))
                 start = end
+        if hmgets:
+            send(hmgets[0] if len(hmgets) == 1 else b"".join(hmgets), len(hmgets),
+                 lambda r: reads_done(groups, r, self.on_read_error))
         wait = encode_command((b"WAIT", self.wait_replicas, int((self.timeout or 10.0) * 500))) \
             if self.wait_replicas else b""
         for (key, index_key), stores in writes.items():
@@ -204,20 +225,19 @@ class RedisPipe:
             if wait:
                 commands.append(wait)
             send(b"".join(commands), len(commands),
-                 lambda r, s=stores, k=key: _write_done(k, s, r, self.wait_replicas))
+                 lambda r, s=stores, k=key: write_done(k, s, r, self.wait_replicas))
 
     def _fail_queued(self, error: BaseException) -> None:
         reads, self._reads = self._reads, {}
         writes, self._writes = self._writes, {}
         calls, self._calls = self._calls, []
         for _, fut in calls:
-            _settle(fut, error)
-        for requests in reads.values():
-            for _, fut in requests:
-                _settle(fut, error)
+            settle(fut, error)
+        for key, requests in reads.items():
+            read_done(key, requests, error, None)
         for stores in writes.values():
             for _, _, fut in stores:
-                _settle(fut, error)
+                settle(fut, error)
 
     # -- connections ------------------------------------------------------
     async def _connect(self) -> None:
@@ -256,7 +276,7 @@ class RedisPipe:
                     hello.append((b"SELECT", self.db))
                 if hello:
                     fut: asyncio.Future[list[Any]] = self.loop.create_future()
-                    conn.send(b"".join(map(encode_command, hello)), len(hello), lambda r: _settle(fut, r))
+                    conn.send(b"".join(map(encode_command, hello)), len(hello), functools.partial(settle, fut))
                     for reply in await fut:
                         if isinstance(reply, ReplyError):
                             conn.transport.close()  # type: ignore[union-attr]
@@ -287,68 +307,3 @@ class RedisPipe:
             if conn.transport is not None:
                 conn.transport.close()
         self._ready.clear()
-
-
-def _name(arg: bytes | str | int) -> str:
-    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
-
-
-def _calls_done(calls: list[tuple[Sequence[bytes | str | int], asyncio.Future[Any]]],
-                result: list[Any] | BaseException) -> None:
-    for n, (args, fut) in enumerate(calls):
-        if isinstance(result, BaseException):
-            _settle(fut, result)
-        elif isinstance(result[n], ReplyError):
-            _settle(fut, RedisReplyError(_name(args[0]), result[n]))
-        else:
-            _settle(fut, result[n])
-
-
-def _settle(fut: asyncio.Future[Any], result: Any) -> None:
-    if fut.done():
-        return
-    if isinstance(result, BaseException):
-        fut.set_exception(result)
-    else:
-        fut.set_result(result)
-
-
-def _read_done(key: bytes, group: list[tuple[Sequence[str], asyncio.Future[list[Any]]]],
-               result: list[Any] | BaseException, on_error: ReadErrorHook | None) -> None:
-    if not isinstance(result, BaseException):
-        values = result[0]
-        if isinstance(values, ReplyError):
-            result = RedisReplyError(f"HMGET {key.decode('utf-8', 'replace')}", values)
-        else:
-            start = 0
-            for ids, fut in group:
-                end = start + len(ids)
-                if not fut.done():
-                    fut.set_result(values[start:end])
-                start = end
-            return
-    if on_error is not None and on_error(result, key, group):
-        return
-    for _, fut in group:
-        _settle(fut, result)
-
-
-def _write_done(key: bytes, stores: list[tuple[str, bytes, asyncio.Future[None]]],
-                result: list[Any] | BaseException, wait_replicas: int) -> None:
-    if not isinstance(result, BaseException):
-        replies = list(result)
-        acked = replies.pop() if wait_replicas else None
-        if replies and isinstance(replies[-1], list):  # EXEC's array: one reply per queued command
-            replies += replies.pop()
-        error = next((r for r in (*replies, acked) if isinstance(r, ReplyError)), None)
-        what = f"HSET {key.decode('utf-8', 'replace')}"
-        if error is not None:
-            result = RedisReplyError(what, error)
-        elif acked is not None and acked < wait_replicas:
-            result = BackendUnavailable("redis", f"{what}: {acked} of {wait_replicas} replicas acknowledged in time")
-        else:
-            for _, _, fut in stores:
-                _settle(fut, None)
-            return
-    for _, _, fut in stores:
-        _settle(fut, result)

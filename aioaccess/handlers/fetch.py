@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .. import __version__, codec
+from .._types import FetchThen
 from ..backends.base import CommunicationContainer, as_container
 from ..schema import FetchRequest, FetchResult, ServiceInfo
 
@@ -64,6 +65,14 @@ class CommunicationContainerFetchHandler:
             return False
         return self.container.TASK_FREE
 
+    @property
+    def fetch_then(self) -> FetchThen | None:
+        """``fetch_raw`` by callback (``_types.CallbackFetchHandler``): the container's ``fetch_then`` (the Redis
+        pipe's), unless a subclass changes what fetch answers; else None."""
+        if type(self).fetch_raw is not CommunicationContainerFetchHandler.fetch_raw:
+            return None
+        return self.container.fetch_then
+
     async def about(self) -> ServiceInfo:
         return ServiceInfo(
             name=f"CommunicationContainerFetchHandler - {type(self.communication_container)}",
@@ -78,14 +87,7 @@ class CommunicationContainerFetchHandler:
         """Stored bytes of each id found, in request order."""
         found = await self.container.get_raw_many(ids)
         if len(found) < len(ids):
-            # One line per call, not per id: a fetch of millions of unknown ids must not
-            # turn into millions of log records (and seconds of a blocked event loop).
-            missing = [i for i in ids if i not in found]
-            if len(missing) == 1:
-                logger.warning("Unable to find Communication with ID: %s", missing[0])
-            else:
-                logger.warning("Unable to find %d Communications, e.g. IDs: %s", len(missing),
-                               ", ".join(missing[:5]))
+            warn_missing([i for i in ids if i not in found])
         return [found[i] for i in ids if i in found]
 
     async def fetch(self, fetch_request: FetchRequest) -> FetchResult:
@@ -97,6 +99,16 @@ class CommunicationContainerFetchHandler:
 
     async def getCommunicationIDs(self, offset: int, count: int) -> list[str]:
         return await self.container.ids(offset, count)
+
+
+def warn_missing(missing: Sequence[str]) -> None:
+    """One warning for the ids a fetch did not find (as concrete-python's handler, but one line per call)."""
+    # One line per call, not per id: a fetch of millions of unknown ids must not
+    # turn into millions of log records (and seconds of a blocked event loop).
+    if len(missing) == 1:
+        logger.warning("Unable to find Communication with ID: %s", missing[0])
+    else:
+        logger.warning("Unable to find %d Communications, e.g. IDs: %s", len(missing), ", ".join(missing[:5]))
 
 
 async def _fetch_raw_via_fetch(self: CommunicationContainerFetchHandler, ids: Sequence[str]) -> list[bytes]:

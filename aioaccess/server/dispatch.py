@@ -51,7 +51,8 @@ class Processor:
         self.inline = self.core.inline
         #: Whether such calls wait only on plain futures, so that they may finish without a Task too.
         self.task_free = self.core.task_free
-        calls = self.calls_class(self.core)
+        #: How this service's calls are answered (also the callback fetch's error replies).
+        self.calls = calls = self.calls_class(self.core)
         #: ``await process(msg)``: the framed reply to one message (None for oneway calls); a large fetch
         #: reply comes as a list of buffers to write in order.  ProtocolError: close the connection.
         self.process = calls.answer if observer is None else observed(calls, observer)

@@ -24,6 +24,7 @@ from ..exceptions import ProtocolError
 from ..wire.fetch_call import fetch_reply_now
 from ..wire.fetch_reply import WRITEV_FROM
 from ..wire.framing import FrameDecoder
+from .callback_fetch import CallbackFetch
 from .limits import ConnectionLimits
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class FramedProtocol(ConnectionLimits, asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         #: The fetch answered inside data_received: built when the server started (at most once per loop).
         self.fast = processor.fast_fetch(self.loop)
+        self.callback_fetch = CallbackFetch.of(processor)  # a backend that answers by callback (the Redis pipe)
 
     # -- connection lifecycle -------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -171,6 +173,10 @@ class FramedProtocol(ConnectionLimits, asyncio.Protocol):
                 self.last_frame_at = self.loop.time()
                 self.transport.write(reply)
                 return
+        if self.callback_fetch is not None and not (self.busy or self.pending or self.held or self.closing
+                                                    or self.refused or self.write_paused or self.transport is None) \
+                and self.callback_fetch.start(self, data):
+            return
         if self.said_goodbye:
             return  # sent after our EOF: the peer sees that EOF, not a reply
         try:

@@ -6,7 +6,15 @@ import asyncio
 import inspect
 from typing import Any
 
-from .._types import CheckedRawStore, InlineSafeHandler, RawFetchHandler, RawStoreHandler, TaskFreeHandler
+from .._types import (
+    CallbackFetchHandler,
+    CheckedRawStore,
+    FetchThen,
+    InlineSafeHandler,
+    RawFetchHandler,
+    RawStoreHandler,
+    TaskFreeHandler,
+)
 from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
 from .fast_fetch import CallObserver, FastFetch, snapshot
 from .methods import Method, method_table
@@ -21,8 +29,9 @@ class Service:
     ``raw_fetch`` (:class:`~aioaccess._types.RawFetchHandler`: fetch answered
     with stored bytes), ``raw_store`` (:class:`~aioaccess._types.RawStoreHandler`),
     ``inline`` (:class:`~aioaccess._types.InlineSafeHandler`: calls may start
-    outside a Task) and ``task_free`` (:class:`~aioaccess._types.TaskFreeHandler`:
-    they wait only on plain futures, and need no Task at all).  A fetch of
+    outside a Task), ``task_free`` (:class:`~aioaccess._types.TaskFreeHandler`:
+    they wait only on plain futures, and need no Task at all) and ``fetch_then``
+    (:class:`~aioaccess._types.CallbackFetchHandler`: fetch by callback).  A fetch of
     several Communications adding up to more than ``max_reply_size`` bytes is
     refused (ReplyTooLarge, a ServicesException on the wire).
     """
@@ -38,6 +47,9 @@ class Service:
         self.checks_raw = self.raw_store and isinstance(handler, CheckedRawStore) and bool(handler.checks_raw)
         self.inline = isinstance(handler, InlineSafeHandler) and bool(handler.inline_safe)
         self.task_free = self.inline and isinstance(handler, TaskFreeHandler) and bool(handler.task_free)
+        #: fetch by callback (:class:`~aioaccess._types.CallbackFetchHandler`), or None.
+        self.fetch_then: FetchThen | None = (
+            handler.fetch_then if self.raw_fetch and isinstance(handler, CallbackFetchHandler) else None)
         self._fast: FastFetch | None = None
         self._fast_loop: object = None  # the loop _fast was read on (a sentinel before the first read)
 
