@@ -159,7 +159,26 @@ def _decode(comm_id: str, raw: bytes, add_references: bool) -> Communication:
         raise CorruptCommunication(comm_id, str(exc)) from exc
 
 
-class MappingContainer(CommunicationContainer):
+class IdIndexed:
+    """A container's id listing answered from a mapping of every id it holds (``id_index``), in its order."""
+
+    id_index: Mapping[str, Any]
+
+    async def _iter_ids(self) -> AsyncIterator[str]:
+        for comm_id in list(self.id_index):
+            yield comm_id
+
+    async def _count(self) -> int:
+        return len(self.id_index)
+
+    async def _contains(self, comm_id: str) -> bool:
+        return comm_id in self.id_index
+
+    async def _ids(self, offset: int, count: int | None) -> list[str]:
+        return list(self.id_index)[offset:][:count]
+
+
+class MappingContainer(IdIndexed, CommunicationContainer):
     """A plain mapping of id -> Communication (or compact bytes) as a container."""
 
     NAME = "mapping"
@@ -178,18 +197,9 @@ class MappingContainer(CommunicationContainer):
             found[comm_id] = check_raw(comm_id, value) if isinstance(value, bytes | bytearray) else codec.encode(value)
         return found
 
-    async def _iter_ids(self) -> AsyncIterator[str]:
-        for comm_id in list(self.mapping):
-            yield comm_id
-
-    async def _count(self) -> int:
-        return len(self.mapping)
-
-    async def _contains(self, comm_id: str) -> bool:
-        return comm_id in self.mapping
-
-    async def _ids(self, offset: int, count: int | None) -> list[str]:
-        return list(self.mapping)[offset:][:count]
+    @property
+    def id_index(self) -> Mapping[str, Any]:
+        return self.mapping
 
 
 def as_container(source: CommunicationContainer | Mapping[str, Any] | Iterable[Any]) -> CommunicationContainer:

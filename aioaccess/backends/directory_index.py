@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+
+from .base import IdIndexed
 
 __all__ = ["DirectoryIndex"]
 
 logger = logging.getLogger("aioaccess.backends.directory")
 
 
-class DirectoryIndex:
+class DirectoryIndex(IdIndexed):
     """Mixin of DirectoryBackedCommunicationContainer: the index and the container methods answered from it.
 
     As in concrete-python, the id is the file name without its extension.
@@ -31,15 +32,6 @@ class DirectoryIndex:
                     self._file_dirs.add(root)
         logger.info("Indexed %d Communication files under %s", len(self.comm_id_to_comm_path), self.directory_path)
 
-    async def _iter_ids(self) -> AsyncIterator[str]:
-        for comm_id in list(self.comm_id_to_comm_path):
-            yield comm_id
-
-    async def _count(self) -> int:
-        return len(self.comm_id_to_comm_path)
-
-    async def _contains(self, comm_id: str) -> bool:
-        return comm_id in self.comm_id_to_comm_path
-
-    async def _ids(self, offset: int, count: int | None) -> list[str]:
-        return list(self.comm_id_to_comm_path)[offset:][:count]
+    @property
+    def id_index(self) -> dict[str, str]:
+        return self.comm_id_to_comm_path

@@ -8,9 +8,9 @@ import os
 import threading
 import zipfile
 import zlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-from .base import CommunicationContainer, check_raw
+from .base import CommunicationContainer, IdIndexed, check_raw
 from .directory import DEFAULT_CACHE_BYTES
 
 __all__ = ["ZipFileBackedCommunicationContainer"]
@@ -21,7 +21,7 @@ _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
 _LOCAL_HEADER = b"PK\x03\x04"
 
 
-class ZipFileBackedCommunicationContainer(CommunicationContainer):
+class ZipFileBackedCommunicationContainer(IdIndexed, CommunicationContainer):
     """Maps ids to members of the zip file at ``zipfile_path``.
 
     As in concrete-python, the id is the member's base name without its
@@ -124,18 +124,9 @@ class ZipFileBackedCommunicationContainer(CommunicationContainer):
             found = {i: found[i] for i in ids if i in found}
         return found
 
-    async def _iter_ids(self) -> AsyncIterator[str]:
-        for comm_id in list(self.comm_id_to_filename):
-            yield comm_id
-
-    async def _count(self) -> int:
-        return len(self.comm_id_to_filename)
-
-    async def _contains(self, comm_id: str) -> bool:
-        return comm_id in self.comm_id_to_filename
-
-    async def _ids(self, offset: int, count: int | None) -> list[str]:
-        return list(self.comm_id_to_filename)[offset:][:count]
+    @property
+    def id_index(self) -> dict[str, str]:
+        return self.comm_id_to_filename
 
     async def aclose(self) -> None:
         """Close the zip file."""
