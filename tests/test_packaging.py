@@ -10,6 +10,7 @@ import importlib.util
 import subprocess
 import sys
 from importlib import resources
+from pathlib import Path
 
 import pytest
 from _procs import server_process, unused_port
@@ -112,3 +113,20 @@ async def test_the_base_install_serves_the_sample_corpus(tmp_path: object) -> No
             ids = await client.getCommunicationIDs(0, 2)
             assert [c.id for c in (await client.fetch(aioaccess.FetchRequest(communicationIds=ids))).communications] \
                 == ids
+
+
+async def test_the_base_install_serves_a_serve_file_without_http(tmp_path: Path) -> None:
+    fetch_port, store_port = unused_port(), unused_port()
+    config = tmp_path / "serve.toml"
+    config.write_text(f'[[services]]\nkind = "fetch"\nport = {fetch_port}\nsource = "sample"\n\n'
+                      f'[[services]]\nkind = "store"\nport = {store_port}\ntarget = "{tmp_path / "inbox"}"\n')
+    (tmp_path / "inbox").mkdir()
+    argv = [sys.executable, "-c", _blocking(OPTIONAL, _CLI), "serve", str(config)]
+    with server_process(tmp_path, argv, fetch_port):
+        async with FetchCommunicationClientWrapper("127.0.0.1", fetch_port) as client:
+            assert await client.getCommunicationCount() == 50
+    with_http = tmp_path / "http.toml"
+    with_http.write_text(f'[[services]]\nkind = "http"\nport = {unused_port()}\nsource = "sample"\n')
+    result = _run(OPTIONAL, _CLI, "serve", str(with_http))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"aioaccess serve: error: {_HTTP}"

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..http.app import DEFAULT_BODY_TIMEOUT
-from ..http.limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, HTTPLimits
+from ..http.settings import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, HTTPLimits
 
 __all__ = ["CONFIG_KEYS", "http_limits"]
 

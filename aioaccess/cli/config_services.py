@@ -10,7 +10,7 @@ from ..app.http_limits import CONFIG_KEYS as HTTP_LIMIT_KEYS
 from ..app.http_limits import http_limits
 from ..app.tls import server_tls_from
 from ..backends.s3_url import S3_CLIENTS
-from ..http.cors import CORSPolicy
+from ..http.settings import cors_origins
 from .errors import UsageError
 
 __all__ = ["KINDS", "ConfigError", "check_backend_key", "check_type", "service_spec"]
@@ -98,8 +98,8 @@ def service_spec(path: str, index: int, table: dict[str, Any], backend: dict[str
         if not all(isinstance(o, str) for o in options.get("cors_origins", ())):
             raise ConfigError(f"{where}: cors_origins must be a list of strings")
         try:
-            CORSPolicy([*options.get("cors_origins", ()), *(["*"] if options.get("cors") else [])],
-                       store=options.get("cors_store", False))
+            cors_origins([*options.get("cors_origins", ()), *(["*"] if options.get("cors") else [])],
+                         options.get("cors_store", False))
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     name = options.pop("name", f"{kind}-{index}")

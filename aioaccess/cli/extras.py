@@ -13,7 +13,6 @@ __all__ = ["register"]
 
 #: CLI module -> the sub-commands it registers (shown as stubs when its extra is missing)
 OPTIONAL: dict[str, tuple[str, ...]] = {
-    "http_commands": ("relay-server", "http-server"),
     "s3_commands": ("s3",),
 }
 

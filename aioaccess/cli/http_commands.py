@@ -9,8 +9,7 @@ from typing import Any
 from ..app.config import AppConfig, BackendOptions, RelayOptions, ServiceSpec
 from ..app.sources import parse_fetch_url
 from ..handlers.relay import DEFAULT_RELAY_TIMEOUT
-from ..http.app import DEFAULT_CLIENT_MAX_SIZE, FETCH_PATH, STORE_PATH
-from ..http.cors import CORSPolicy
+from ..http.settings import DEFAULT_CLIENT_MAX_SIZE, FETCH_PATH, STORE_PATH, cors_origins
 from ..server.config import ServerConfig
 from .commands import serve_one
 from .errors import UsageError
@@ -109,7 +108,7 @@ def _http_config(args: argparse.Namespace) -> AppConfig:
     if args.static_path is not None and not os.path.isdir(args.static_path):
         raise UsageError(f"static path {args.static_path} is not a directory")
     try:
-        CORSPolicy([*args.cors_origins, *(["*"] if args.cors else [])], store=args.cors_store)
+        cors_origins([*args.cors_origins, *(["*"] if args.cors else [])], args.cors_store)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     tls = server_tls(args)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..app.http_limits import CONFIG_KEYS, http_limits
-from ..http.app import DEFAULT_BODY_TIMEOUT
-from ..http.limits import DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, HTTPLimits
+from ..http.settings import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, HTTPLimits
 
 __all__ = ["CONFIG_KEYS", "add_http_limit_options", "http_limits"]
 

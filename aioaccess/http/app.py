@@ -31,6 +31,7 @@ from ..wire.messages import DEFAULT_MAX_REPLY_SIZE
 from .body import BodyTooLarge, read_limited, release_refusals
 from .cors import CORSPolicy, store_content_type_problem
 from .server import HTTPServer, serve_http
+from .settings import CONTENT_TYPE, DEFAULT_BODY_TIMEOUT, DEFAULT_CLIENT_MAX_SIZE, FETCH_PATH, STORE_PATH
 
 __all__ = [
     "CONTENT_TYPE",
@@ -48,14 +49,6 @@ __all__ = [
 
 logger = logging.getLogger("aioaccess.http")
 
-FETCH_PATH = "/fetch_http_endpoint/"
-STORE_PATH = "/store_http_endpoint/"
-#: What Apache's THttpClient sends and what the endpoint answers with.
-CONTENT_TYPE = "application/x-thrift"
-#: Largest request body accepted by default, in bytes.
-DEFAULT_CLIENT_MAX_SIZE = 64 * 1024 * 1024
-#: Seconds a request body may take to arrive, by default (a client that stalls mid-body gets a 408).
-DEFAULT_BODY_TIMEOUT = 60.0
 
 FETCH_HANDLER: web.AppKey[Any] = web.AppKey("fetch_handler", object)
 STORE_HANDLER: web.AppKey[Any] = web.AppKey("store_handler", object)

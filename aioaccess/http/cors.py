@@ -26,6 +26,8 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
+from .settings import cors_origins
+
 __all__ = ["CORSPolicy", "SAFELISTED_CONTENT_TYPES", "store_content_type_problem"]
 
 #: Content types a cross-origin page may POST without a preflight (Fetch standard, CORS-safelisted).
@@ -47,13 +49,8 @@ class CORSPolicy:
     """Which origins may call fetch (``origins``) and store (the same, if ``store``)."""
 
     def __init__(self, origins: Iterable[str] = (), *, store: bool = False) -> None:
-        self.origins = frozenset(o.rstrip("/") if o != "*" else o for o in origins)
+        self.origins = cors_origins(origins, store)
         self.store = store
-        if store and not self.origins:
-            raise ValueError("cors_store needs at least one CORS origin")
-        for origin in self.origins:
-            if origin != "*" and "://" not in origin:
-                raise ValueError(f"CORS origin {origin!r} is not '*' or SCHEME://HOST[:PORT]")
 
     def __bool__(self) -> bool:
         return bool(self.origins)

@@ -19,46 +19,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from ..server.slots import oldest_idle
+from .settings import DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, HTTPLimits
 
 __all__ = ["DEFAULT_HEADER_TIMEOUT", "DEFAULT_KEEPALIVE_TIMEOUT", "ConnectionGuard", "GuardedConnection",
            "HTTPLimits"]
 
 logger = logging.getLogger("aioaccess.http")
 
-DEFAULT_HEADER_TIMEOUT = 30.0
-DEFAULT_KEEPALIVE_TIMEOUT = 75.0
 #: Seconds a connection over the cap is held to answer its first request with the 503.
 _REFUSAL_HOLD = 5.0
-#: aiohttp's keep-alive timer needs a number: "never" is this many seconds.
-_NEVER = 10.0 ** 9
-
-
-@dataclass
-class HTTPLimits:
-    """``header_timeout``/``keepalive_timeout`` in seconds (None: never); ``max_connections`` open at once."""
-
-    header_timeout: float | None = DEFAULT_HEADER_TIMEOUT
-    keepalive_timeout: float | None = DEFAULT_KEEPALIVE_TIMEOUT
-    max_connections: int = 10_000
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first setting out of range."""
-        for name in ("header_timeout", "keepalive_timeout"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be > 0 or None, not {value}")
-        if self.max_connections < 1:
-            raise ValueError(f"max_connections must be >= 1, not {self.max_connections}")
-
-    def handler_args(self) -> dict[str, Any]:
-        """Keyword arguments for aiohttp's RequestHandler (through ``AppRunner``)."""
-        return {"keepalive_timeout": self.keepalive_timeout or _NEVER}
 
 
 class GuardedConnection(asyncio.Protocol):
