@@ -13,7 +13,8 @@ then, for each connection count, runs ``benchmarks.loadgen`` against:
 and ``redis-benchmark -t get`` with the corpus's mean value size, and prints
 calls/s, server CPU per call and the ratios the issue asks for.  It also pages
 through every id (``getCommunicationIDs``, pages of 100) on both layouts and
-reports the whole walk and the slowest page against the first page, and how
+reports the whole walk against the first page and against every id in one
+call (``walk_vs_one_call``: paging costs what one listing costs), and how
 the cluster corpus is spread over the masters.
 """
 
@@ -117,12 +118,16 @@ async def _paging(port: int, total: int, page: int) -> dict[str, Any]:
         t = time.perf_counter()
         count = await client.getCommunicationCount()
         count_s = time.perf_counter() - t
-    assert len(first) == page and seen == total == count, (len(first), seen, total, count)
+        t = time.perf_counter()
+        every = await client.getCommunicationIDs(0, total)  # every id in one call: what the walk is measured against
+        one_call_s = time.perf_counter() - t
+    assert len(first) == page and seen == total == count == len(every), (len(first), seen, total, count, len(every))
     ordered = sorted(times)
     return {"pages": len(times), "first_page_ms": first_s * 1e3, "median_page_ms": ordered[len(times) // 2] * 1e3,
             "last_page_ms": times[-1] * 1e3, "slowest_page_ms": ordered[-1] * 1e3,
             "mean_page_ms": sum(times) / len(times) * 1e3, "walk_s": walk_s, "count_ms": count_s * 1e3,
-            "median_vs_first": ordered[len(times) // 2] / first_s, "walk_vs_first": walk_s / first_s}
+            "median_vs_first": ordered[len(times) // 2] / first_s, "walk_vs_first": walk_s / first_s,
+            "one_call_ms": one_call_s * 1e3, "walk_vs_one_call": walk_s / one_call_s}
 
 
 def serve(argv: list[str], workdir: str, name: str) -> tuple[subprocess.Popen[bytes], int]:

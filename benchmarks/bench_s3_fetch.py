@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=1000, help="corpus size (default: 1000)")
     parser.add_argument("--size", type=int, default=6000, help="bytes per Communication (default: 6000)")
     parser.add_argument("--endpoint", choices=("rclone", "moto"), default="rclone")
-    parser.add_argument("--backend-concurrency", type=int, default=128,
-                        help="fetch-server --backend-concurrency (default: 128)")
+    parser.add_argument("--backend-concurrency", type=int, default=64,
+                        help="fetch-server --backend-concurrency (default: 64, fetch-server's own default)")
     parser.add_argument("--out", help="JSON report (default: benchmarks/results/s3-fetch-<date>.json)")
     parser.add_argument("--plot-only", metavar="REPORT.json", help="only draw REPORT.png from an earlier report")
     args = parser.parse_args(argv)
