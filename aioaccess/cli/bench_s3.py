@@ -112,8 +112,8 @@ async def _cleanup(pool: Any, keep: bool) -> dict[str, Any]:
 
 async def _bench_s3(args: argparse.Namespace) -> int:
     from ..bench.record import Records
+    from ..bench.session import endpoint_through_proxy, finish, load_payloads, make_report, now, sweep
     from ..bench.workers import LocalPool, ProcPool, WorkerFailed, split, start_time
-    from .bench import endpoint_through_proxy, finish, load_payloads, make_report, now, sweep
 
     bucket, prefix = _bucket_prefix(args.target)
     ops = _parse_ops(args.ops)
