@@ -201,9 +201,7 @@ class S3BackedCommunicationContainer(CommunicationContainer):
         key = self.key(comm_id)
         async with self._limit:
             try:
-                if self.TASK_FREE:  # obstore's get_bytes keeps its own deadline: no Task, no wrapper
-                    return await self.client.get_bytes(self.bucket, key, self.timeout)  # type: ignore[no-any-return]
-                return await within(self._read(self.bucket, key), self.timeout)
+                return await within(self._read(self.bucket, key), self.timeout)  # no Task needed (obstore)
             except ClientError as exc:
                 if _error_code(exc) in _MISSING_CODES:
                     return None

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import NoCredentialsError
 
 from .s3_compat import Body, ObstoreFailure, failure, key_problem, not_found
+from .s3_deadline import within
 
 __all__ = ["Body", "ObstoreFailure", "ObstoreS3Client", "key_problem", "make_obstore_s3_client"]
 
@@ -39,12 +40,6 @@ T = TypeVar("T")
 _WHOLE = 1 << 62
 #: obstore's words for a whole-object range the endpoint did not serve as one (200, or 416 for an empty object).
 _RANGE_REFUSED = re.compile(r"non-partial|\b416\b|InvalidRange")
-
-
-def _expire(wait: list[Any]) -> None:
-    """Time is up for ``wait = [future being awaited, expired]``: mark it and cancel the future."""
-    wait[1] = True
-    wait[0].cancel()
 
 
 class _BotocoreCredentials:
@@ -121,49 +116,37 @@ class ObstoreS3Client:
         except self._failures as exc:
             raise failure(exc, operation) from exc
 
-    async def get_bytes(self, bucket: str, key: str, timeout: float | None = None) -> bytes:
+    def get_bytes(self, bucket: str, key: str, timeout: float | None = None) -> Awaitable[bytes]:
         """The object's bytes (``get_object`` without the response dict).
 
         One Rust call where the endpoint answers a whole-object range with 206 (S3, moto): a GET of
         bytes ``0-`` (2**62); else, or for an empty object, ``get`` then ``bytes`` (two calls: each
         costs a hand-off from obstore's threads to the event loop).  ``timeout``: seconds for the whole
-        GET, then ``TimeoutError``; it needs no Task (a ``call_later`` cancels the future waited on).
+        GET, then ``TimeoutError``; it needs no Task (:func:`~aioaccess.backends.s3_deadline.within`).
         """
+        return within(self._get_bytes(bucket, key), timeout)
+
+    async def _get_bytes(self, bucket: str, key: str) -> bytes:
         obstore = self._obstore
         store = self.store(bucket)
-        ranged = self.ranged_get
-        wait: list[Any] = [obstore.get_range_async(store, key, start=0, end=_WHOLE) if ranged
-                           else obstore.get_async(store, key), False]
-        timer = None if timeout is None else asyncio.get_running_loop().call_later(timeout, _expire, wait)
         try:
-            if ranged:
+            if self.ranged_get:
                 try:
-                    return (await wait[0]).to_bytes()  # type: ignore[no-any-return]
+                    whole = await obstore.get_range_async(store, key, start=0, end=_WHOLE)
+                    return whole.to_bytes()  # type: ignore[no-any-return]
                 except self._failures as exc:
                     refused = _RANGE_REFUSED.search(str(exc))
                     if refused is None or isinstance(exc, self._not_found):
                         raise
                     if refused.group(0) == "non-partial":  # 200 to a whole-object range (rclone): never again
                         self.ranged_get = False
-                    wait[0] = obstore.get_async(store, key)  # 416: an empty object
-            if not wait[1]:
-                result = await wait[0]
-                wait[0] = result.bytes_async()
-                if not wait[1]:
-                    return (await wait[0]).to_bytes()  # type: ignore[no-any-return]
-        except asyncio.CancelledError:
-            if wait[1]:
-                raise TimeoutError from None
-            raise
+                    # else 416: an empty object; either way, get then bytes below
+            result = await obstore.get_async(store, key)
+            return (await result.bytes_async()).to_bytes()  # type: ignore[no-any-return]
         except self._not_found as exc:
             raise not_found(exc, "GetObject", "NoSuchKey") from exc
         except self._failures as exc:
             raise failure(exc, "GetObject") from exc
-        finally:
-            if timer is not None:
-                timer.cancel()
-        wait[0].cancel()  # the time ran out between two calls: drop the next one
-        raise TimeoutError
 
     async def close(self) -> None:
         self._stores.clear()
