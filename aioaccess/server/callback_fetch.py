@@ -18,7 +18,6 @@ from ..exceptions import ProtocolError
 from ..service.observe import compact_outcome
 from ..wire.fetch_call import fetch_reply_now, parse_fetch_call, usual_fetch_call
 from ..wire.fetch_reply import WRITEV_FROM
-from ..wire.messages import build_fetch_reply_parts
 
 if TYPE_CHECKING:
     from .dispatch import Processor
@@ -30,12 +29,11 @@ __all__ = ["CallbackFetch"]
 class CallbackFetch:
     """Answers one connection's plain fetch calls through the handler's ``fetch_then`` (one call at a time)."""
 
-    __slots__ = ("processor", "fetch_then", "method", "proto", "data", "ids", "seqid", "started", "done")
+    __slots__ = ("processor", "fetch_then", "proto", "data", "ids", "seqid", "started", "done")
 
     def __init__(self, processor: Processor, fetch_then: FetchThen) -> None:
         self.processor = processor
         self.fetch_then = fetch_then
-        self.method = processor.methods["fetch"]
         self.proto: FramedProtocol | None = None
         self.data = b""  # the call in flight, as it arrived
         self.ids: list[str] = []
@@ -101,13 +99,8 @@ class CallbackFetch:
 
     def _reply(self, result: list[bytes] | BaseException) -> bytes | list[bytes]:
         """The reply (or error reply) to the call in flight, and its report to the processor's observer."""
-        processor, seqid = self.processor, self.seqid
-        try:
-            if isinstance(result, BaseException):
-                raise result
-            reply = build_fetch_reply_parts(seqid, result, processor.max_reply_size)
-        except Exception as exc:
-            reply = processor.calls.failed(self.method, seqid, exc)
+        processor = self.processor
+        reply = processor.calls.fetch_reply(self.seqid, result)
         if processor.observer is not None:  # told as the service's observed() tells it
             _, outcome, size = compact_outcome(reply)
             processor.observer("fetch", outcome, time.perf_counter() - self.started, size)

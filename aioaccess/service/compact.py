@@ -65,9 +65,10 @@ class CompactCalls:
             if call is not None:
                 seqid, ids = call
                 try:
-                    return build_fetch_reply_parts(seqid, await self.handler.fetch_raw(ids), self.max_reply_size)
+                    comms = await self.handler.fetch_raw(ids)
                 except Exception as exc:
                     return self.failed(self.methods["fetch"], seqid, exc)
+                return self.fetch_reply(seqid, comms)
         header = parse_header(msg)
         reply = await self.reply(msg, header)
         return None if header.mtype == ONEWAY else reply
@@ -100,6 +101,16 @@ class CompactCalls:
             # The handler's value is at fault, not the caller's bytes: INTERNAL_ERROR, not PROTOCOL_ERROR.
             raise RuntimeError(f"{method.name} returned a value that cannot be encoded: {exc}") from exc
         return build_message(method.name, REPLY, header.seqid, body)
+
+    def fetch_reply(self, seqid: int, comms: list[bytes] | BaseException) -> bytes | list[bytes]:
+        """The reply to a plain fetch CALL: ``comms`` spliced in (a list of buffers when large), or the reply
+        to the exception that failed it (a reply over ``max_reply_size`` too)."""
+        try:
+            if isinstance(comms, BaseException):
+                raise comms
+            return build_fetch_reply_parts(seqid, comms, self.max_reply_size)
+        except Exception as exc:
+            return self.failed(self.methods["fetch"], seqid, exc)
 
     def failed(self, method: Method, seqid: int, exc: Exception) -> bytes:
         """The reply to a call of ``method`` that raised ``exc``."""

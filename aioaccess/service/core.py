@@ -62,7 +62,7 @@ class Service:
         if loop is None:
             loop = asyncio.get_running_loop()
         if self._fast_loop is not loop:
-            self._fast = snapshot(self.handler, self.max_reply_size, observer, loop)
+            self._fast = snapshot(self.handler, self.max_reply_size, observer)
             self._fast_loop = loop
         return self._fast
 

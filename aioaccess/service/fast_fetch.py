@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from .._types import CommId, GuardedRawTable, RawComm, RawTableHandler
@@ -27,28 +26,28 @@ class FastFetch:
     over these fields; anything it declines goes through the service.
     """
 
-    __slots__ = ("table", "guard", "max_reply_size", "observer", "loop")
+    __slots__ = ("table", "guard", "max_reply_size", "observer")
 
     def __init__(self, table: dict[CommId, RawComm], guard: Callable[[], object] | None, max_reply_size: int,
-                 observer: CallObserver | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 observer: CallObserver | None = None) -> None:
         self.table = table
         self.guard = guard
         self.max_reply_size = max_reply_size
         self.observer = observer
-        self.loop = loop
 
     def __repr__(self) -> str:
         return f"FastFetch({len(self.table)} ids, guard={self.guard is not None})"
 
 
-def snapshot(handler: object, max_reply_size: int, observer: CallObserver | None,
-             loop: asyncio.AbstractEventLoop | None) -> FastFetch | None:
-    """The :class:`FastFetch` of ``handler`` on ``loop`` (read on that loop: a directory container moves its
-    inotify watch there), or None when it keeps no table."""
+def snapshot(handler: object, max_reply_size: int, observer: CallObserver | None) -> FastFetch | None:
+    """The :class:`FastFetch` of ``handler``, or None when it keeps no table.
+
+    Call it on the loop that will serve from it: a directory container moves its inotify watch there.
+    """
     if not isinstance(handler, RawTableHandler):
         return None
     table = handler.raw_table
     if type(table) is not dict:
         return None
     guard = handler.raw_table_guard if isinstance(handler, GuardedRawTable) else None
-    return FastFetch(table, guard, max_reply_size, observer, loop)
+    return FastFetch(table, guard, max_reply_size, observer)
