@@ -19,6 +19,7 @@ from thriftpy2.thrift import TApplicationException
 from .. import codec
 from ..codec import tjson
 from ..exceptions import ProtocolError
+from ..http.settings import CONTENT_TYPE  # what Apache's THttpClient sends; the store endpoint requires it
 from ..schema import Communication, FetchRequest
 from .client import (
     ConcreteServiceClient,
@@ -38,8 +39,6 @@ __all__ = [
     "HTTPStoreCommunicationClientWrapper",
 ]
 
-#: What Apache's THttpClient sends; the aioaccess store endpoint requires a type like it.
-CONTENT_TYPE = "application/x-thrift"
 
 
 class HTTPConcreteServiceClient(ConcreteServiceClient):
