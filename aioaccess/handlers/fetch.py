@@ -41,10 +41,15 @@ class CommunicationContainerFetchHandler:
             cls.fetch_raw = _fetch_raw_via_fetch  # type: ignore[method-assign]
 
     @property
+    def _fetches_from_container(self) -> bool:
+        """Whether fetch answers the container's bytes as they are (no subclass changes what it answers)."""
+        return type(self).fetch_raw is CommunicationContainerFetchHandler.fetch_raw
+
+    @property
     def raw_table(self) -> dict[str, bytes] | None:
         """The container's ``raw_table`` (current for the running loop), unless a subclass changes what fetch
         answers."""
-        if type(self).fetch_raw is not CommunicationContainerFetchHandler.fetch_raw:
+        if not self._fetches_from_container:
             return None
         return self.container.current_raw_table()
 
@@ -61,7 +66,7 @@ class CommunicationContainerFetchHandler:
     @property
     def task_free(self) -> bool:
         """Whether calls wait only on plain futures (the container's TASK_FREE), so need no Task at all."""
-        if type(self).fetch_raw is not CommunicationContainerFetchHandler.fetch_raw:
+        if not self._fetches_from_container:
             return False
         return self.container.TASK_FREE
 
@@ -69,7 +74,7 @@ class CommunicationContainerFetchHandler:
     def fetch_then(self) -> FetchThen | None:
         """``fetch_raw`` by callback (``_types.CallbackFetchHandler``): the container's ``fetch_then`` (the Redis
         pipe's), unless a subclass changes what fetch answers; else None."""
-        if type(self).fetch_raw is not CommunicationContainerFetchHandler.fetch_raw:
+        if not self._fetches_from_container:
             return None
         return self.container.fetch_then
 
